@@ -1,0 +1,91 @@
+/*
+ * db.h - the store: one SQLite connection per process on <data>/server.db.
+ *
+ * Owns: opening (file created 0640 before SQLite sees it, D27), the
+ * pragmas (WAL, foreign_keys, synchronous=FULL, busy handling), the busy
+ * handler, transactions (writes always BEGIN IMMEDIATE), the prepared
+ * statement cache, and the schema: creation and the idempotent migration
+ * to user_version 2 (DATA.md 4.4), plus this server's own soft-state
+ * tables (names never start with "server_").
+ *
+ * Must never: alter a server_* table's shape beyond DATA.md 4.4, run a
+ * write outside a transaction that took the write lock up front, or show
+ * SQLITE_BUSY to a client as an internal error.
+ *
+ * Other modules keep their own SQL text and use vs_db_stmt() to get a
+ * cached, reset statement for it.
+ */
+#ifndef VS_DB_H
+#define VS_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sqlite3.h>
+
+#define VS_SCHEMA_VERSION 2
+
+struct vs_stmt_slot {
+	const char *sql;        /* key: pointer to a static SQL string */
+	sqlite3_stmt *stmt;
+};
+
+struct vs_db {
+	sqlite3 *h;
+	char *path;
+	struct vs_stmt_slot *slots;
+	size_t n_slots, cap_slots;
+	int tx_depth;           /* 0 = no transaction open */
+	unsigned busy_retries;  /* statistics: busy-handler invocations */
+	/* Busy handler state (db.c): how long one lock wait may last, when
+	 * the current wait began, the next mean sleep, the jitter PRNG. */
+	unsigned busy_budget_ms;
+	uint64_t busy_start_ns;
+	unsigned busy_sleep_us;
+	uint64_t busy_rng;
+};
+
+/* Default total time one lock acquisition may wait before VS_DB_BUSY. */
+#define VS_DB_BUSY_BUDGET_MS 10000
+
+enum vs_db_status {
+	VS_DB_OK = 0,
+	VS_DB_BUSY,     /* lock not obtained within the busy budget */
+	VS_DB_ERROR,    /* anything else: logged by the db module */
+};
+
+/* Opens <data_dir>/server.db, creating it with mode 0640 if absent, and
+ * applies the connection pragmas. Does not create or migrate the schema. */
+enum vs_db_status vs_db_open(struct vs_db *db, const char *data_dir,
+			     char *err, size_t errlen);
+void vs_db_close(struct vs_db *db);
+
+/* Changes the busy budget (tests use a short one); 0 = the default. */
+void vs_db_set_busy_budget_ms(struct vs_db *db, unsigned ms);
+
+/* Creates missing tables and indexes and migrates to user_version 2
+ * (DATA.md 4.4); a no-op on a current database. Run once at startup by
+ * the launcher or a CLI command, not by every worker. */
+enum vs_db_status vs_db_migrate(struct vs_db *db, char *err, size_t errlen);
+
+/* Reads PRAGMA user_version; -1 when the database does not answer. */
+int vs_db_user_version(struct vs_db *db);
+
+/* Transactions. begin_write = BEGIN IMMEDIATE (retried on busy);
+ * begin_read = BEGIN DEFERRED (one snapshot for several SELECTs). */
+enum vs_db_status vs_db_begin_write(struct vs_db *db);
+enum vs_db_status vs_db_begin_read(struct vs_db *db);
+enum vs_db_status vs_db_commit(struct vs_db *db);
+void vs_db_rollback(struct vs_db *db);
+
+/* A cached prepared statement for a static SQL string (keyed by pointer),
+ * reset and with bindings cleared. NULL on error (logged). */
+sqlite3_stmt *vs_db_stmt(struct vs_db *db, const char *sql);
+
+/* Runs SQL without results (schema, pragmas). */
+enum vs_db_status vs_db_exec(struct vs_db *db, const char *sql);
+
+/* Maps a sqlite result code to a vs_db_status, logging errors with ctx. */
+enum vs_db_status vs_db_status_of(struct vs_db *db, int rc, const char *ctx);
+
+#endif

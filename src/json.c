@@ -1,0 +1,234 @@
+/*
+ * json.c - see json.h. Parsing is cJSON's; what this file adds is the
+ * contract's framing (one value, trailing data, typed fields) and a
+ * writer whose escaping matches the reference byte for byte on valid
+ * UTF-8 and stays valid JSON on invalid input.
+ */
+#include "json.h"
+
+#include <math.h>
+#include <string.h>
+
+static size_t
+skip_ws(const char *s, size_t i, size_t len)
+{
+	while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
+			   s[i] == '\r'))
+		i++;
+	return i;
+}
+
+enum vs_json_rc
+vs_json_parse(const char *body, size_t len, cJSON **out)
+{
+	const char *end = NULL;
+	cJSON *v;
+	size_t used, rest;
+
+	*out = NULL;
+	if (body == NULL || skip_ws(body, 0, len) == len)
+		return VS_JSON_INVALID;
+	v = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+	if (v == NULL)
+		return VS_JSON_INVALID;
+	used = (size_t)(end - body);
+	rest = skip_ws(body, used, len);
+	if (rest < len) {
+		/* Something follows. A well-formed second value is the
+		 * "trailing" error; debris is just invalid JSON. */
+		bool second = vs_json_valid(body + rest, len - rest);
+		cJSON_Delete(v);
+		return second ? VS_JSON_TRAILING : VS_JSON_INVALID;
+	}
+	*out = v;
+	return VS_JSON_OK;
+}
+
+bool
+vs_json_valid(const char *s, size_t n)
+{
+	const char *end = NULL;
+	cJSON *v;
+	bool ok;
+
+	if (s == NULL || skip_ws(s, 0, n) == n)
+		return false;
+	v = cJSON_ParseWithLengthOpts(s, n, &end, 0);
+	if (v == NULL)
+		return false;
+	ok = skip_ws(s, (size_t)(end - s), n) == n;
+	cJSON_Delete(v);
+	return ok;
+}
+
+bool
+vs_json_is_object_or_null(const cJSON *v)
+{
+	return v != NULL && (cJSON_IsObject(v) || cJSON_IsNull(v));
+}
+
+static const cJSON *
+field(const cJSON *obj, const char *name)
+{
+	if (obj == NULL || !cJSON_IsObject(obj))
+		return NULL;
+	/* Case-insensitive, as the reference matches field names. */
+	return cJSON_GetObjectItem(obj, name);
+}
+
+bool
+vs_json_str(const cJSON *obj, const char *name, const char **out)
+{
+	const cJSON *f = field(obj, name);
+
+	*out = "";
+	if (f == NULL || cJSON_IsNull(f))
+		return true;
+	if (!cJSON_IsString(f) || f->valuestring == NULL)
+		return false;
+	*out = f->valuestring;
+	return true;
+}
+
+bool
+vs_json_node_int(const cJSON *f, int64_t *out)
+{
+	double d;
+
+	*out = 0;
+	if (f == NULL || cJSON_IsNull(f))
+		return true;
+	if (!cJSON_IsNumber(f))
+		return false;
+	d = f->valuedouble;
+	/* 2^63 is exactly representable; anything at or beyond it, or with
+	 * a fraction, does not fit an int64. */
+	if (!isfinite(d) || floor(d) != d || d >= 9223372036854775808.0 ||
+	    d < -9223372036854775808.0)
+		return false;
+	*out = (int64_t)d;
+	return true;
+}
+
+bool
+vs_json_int(const cJSON *obj, const char *name, int64_t *out)
+{
+	return vs_json_node_int(field(obj, name), out);
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	uint32_t c;
+	size_t len, i;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	} else if ((s[0] & 0xe0) == 0xc0) {
+		len = 2;
+		c = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3;
+		c = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		len = 4;
+		c = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	/* Overlong forms, surrogates and values past U+10FFFF are invalid. */
+	if ((len == 2 && c < 0x80) || (len == 3 && c < 0x800) ||
+	    (len == 4 && c < 0x10000) || c > 0x10ffff ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+bool
+vs_json_put_strn(struct vs_buf *b, const char *str, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, run = 0;
+
+	if (!vs_buf_reserve(b, n + 2))
+		return false;
+	b->data[b->len++] = '"';
+	while (i < n) {
+		unsigned char c = s[i];
+		uint32_t cp;
+		size_t len;
+		char esc[8];
+		const char *e = NULL;
+		size_t elen = 0;
+
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\' &&
+		    c != '<' && c != '>' && c != '&') {
+			run++;
+			i++;
+			continue;
+		}
+		if (c >= 0x80) {
+			len = utf8_seq(s + i, n - i, &cp);
+			if (len > 0 && cp != 0x2028 && cp != 0x2029) {
+				run += len;
+				i += len;
+				continue;
+			}
+		}
+		/* Flush the plain run before the escape. */
+		if (run > 0 && !vs_buf_append(b, s + i - run, run))
+			return false;
+		run = 0;
+		if (c == '"') {
+			e = "\\\"";
+		} else if (c == '\\') {
+			e = "\\\\";
+		} else if (c == '\n') {
+			e = "\\n";
+		} else if (c == '\r') {
+			e = "\\r";
+		} else if (c == '\t') {
+			e = "\\t";
+		} else if (c < 0x80) {
+			esc[0] = '\\'; esc[1] = 'u'; esc[2] = '0'; esc[3] = '0';
+			esc[4] = hex[c >> 4]; esc[5] = hex[c & 15]; esc[6] = '\0';
+			e = esc;
+		}
+		if (e != NULL) {
+			elen = strlen(e);
+			i++;
+		} else {
+			len = utf8_seq(s + i, n - i, &cp);
+			if (len == 0) {
+				e = "\\ufffd";
+				i++;
+			} else {
+				e = cp == 0x2028 ? "\\u2028" : "\\u2029";
+				i += len;
+			}
+			elen = 6;
+		}
+		if (!vs_buf_append(b, e, elen))
+			return false;
+	}
+	if (run > 0 && !vs_buf_append(b, s + n - run, run))
+		return false;
+	return vs_buf_append(b, "\"", 1);
+}
+
+bool
+vs_json_put_str(struct vs_buf *b, const char *s)
+{
+	return vs_json_put_strn(b, s == NULL ? "" : s, s == NULL ? 0 : strlen(s));
+}

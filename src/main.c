@@ -1,0 +1,257 @@
+/*
+ * main.c - entry point: picks the mode and hands over.
+ *
+ * Modes: the local stack (default), a FastCGI worker (--fcgi-worker, or
+ * a listening socket on standard input as spawn-fcgi passes it), the
+ * admin bootstrap (--admin-user ... [--init-admin]), and subcommands
+ * (migrate). Start-up follows DATA.md 2: data directory, config,
+ * overrides, admin, database (created and migrated), blobs/, listen.
+ *
+ * Must never: serve requests itself (worker.c does) or hold a database
+ * connection while the stack runs (workers open their own).
+ */
+#include "admin_cli.h"
+#include "app.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "options.h"
+#include "stack.h"
+#include "util.h"
+#include "version.h"
+#include "worker.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef NGINX_PATH
+#define NGINX_PATH "/usr/sbin/nginx"
+#endif
+
+/* spawn-fcgi and multiwatch start us with the listening socket as fd 0. */
+static bool
+stdin_is_listening_socket(void)
+{
+	int v = 0;
+	socklen_t len = sizeof(v);
+
+	return getsockopt(STDIN_FILENO, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == 0 &&
+	       v != 0;
+}
+
+static bool
+is_dir(const char *p)
+{
+	struct stat st;
+	return p != NULL && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Static assets: an explicit VERSTAK_STATIC_DIR, else next to the binary
+ * (<prefix>/bin -> <prefix>/share/verstak-sync-server/static, which also
+ * covers ./build/bin), else the configured install path, else the source
+ * tree (make check). */
+static char *
+find_static_dir(const char *self_exe)
+{
+	const char *env = getenv("VERSTAK_STATIC_DIR");
+	char buf[PATH_MAX];
+
+	if (env != NULL && *env != '\0')
+		return strdup(env);
+	snprintf(buf, sizeof(buf), "%s", self_exe);
+	char *slash = strrchr(buf, '/');
+	if (slash != NULL) {
+		*slash = '\0';
+		size_t used = strlen(buf);
+		snprintf(buf + used, sizeof(buf) - used,
+			 "/../share/verstak-sync-server/static");
+		if (is_dir(buf))
+			return realpath(buf, NULL);
+	}
+#ifdef VS_STATIC_DIR
+	if (is_dir(VS_STATIC_DIR))
+		return strdup(VS_STATIC_DIR);
+#endif
+#ifdef VS_SOURCE_STATIC_DIR
+	if (is_dir(VS_SOURCE_STATIC_DIR))
+		return strdup(VS_SOURCE_STATIC_DIR);
+#endif
+	return strdup("/usr/share/verstak-sync-server/static");
+}
+
+static int
+default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+/* Config, overrides, admin, database: everything before listening. */
+static bool
+prepare_data_dir(const struct vs_options *o, struct vs_config *cfg,
+		 char *err, size_t errlen)
+{
+	struct vs_overrides ov;
+	struct vs_db db;
+	char *changed = NULL;
+	bool ok = false;
+
+	memset(&ov, 0, sizeof(ov));
+	memset(&db, 0, sizeof(db));
+	if (!vs_mkdir_p(o->data_dir, 0750)) {
+		snprintf(err, errlen, "cannot create %s: %s", o->data_dir,
+			 strerror(errno));
+		return false;
+	}
+	if (!vs_config_load(cfg, o->data_dir, err, errlen))
+		return false;
+	ov.listen = o->listen;
+	ov.port = o->port;
+	vs_app_env_overrides(&ov);
+	if (!vs_config_apply_overrides(cfg, &ov, err, errlen))
+		return false;
+	if (!vs_admin_bootstrap(cfg, o, &changed, err, errlen))
+		return false;
+	if (vs_db_open(&db, o->data_dir, err, errlen) != VS_DB_OK)
+		goto out;
+	if (vs_db_migrate(&db, err, errlen) != VS_DB_OK)
+		goto out;
+	if (changed != NULL && !vs_admin_drop_sessions(&db, changed)) {
+		snprintf(err, errlen, "cannot end the sessions of administrator %s",
+			 changed);
+		goto out;
+	}
+	char *blobs = vs_path_join(o->data_dir, "blobs");
+	if (blobs == NULL || !vs_mkdir_p(blobs, 0750)) {
+		snprintf(err, errlen, "cannot create the blobs directory");
+		free(blobs);
+		goto out;
+	}
+	free(blobs);
+	ok = true;
+out:
+	if (db.h != NULL)
+		vs_db_close(&db);
+	free(changed);
+	return ok;
+}
+
+static int
+run_stack(const struct vs_options *o, struct vs_config *cfg)
+{
+	struct vs_stack_opts so;
+	char host[256], self[PATH_MAX];
+	char *data_abs = NULL, *static_dir = NULL;
+	int port, rc = 1;
+	ssize_t n;
+
+	if (!vs_listen_split(vs_config_listen(cfg), host, sizeof(host), &port)) {
+		vs_log_error("invalid listen address %s", vs_config_listen(cfg));
+		return 1;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0) {
+		vs_log_error("cannot find this program's path: %s", strerror(errno));
+		return 1;
+	}
+	self[n] = '\0';
+	data_abs = realpath(o->data_dir, NULL);
+	static_dir = find_static_dir(self);
+	if (data_abs == NULL || static_dir == NULL) {
+		vs_log_error("cannot resolve paths: %s", strerror(errno));
+		goto out;
+	}
+	memset(&so, 0, sizeof(so));
+	so.self_exe = self;
+	so.data_dir = data_abs;
+	so.listen_host = host[0] != '\0' ? host : "0.0.0.0";
+	so.listen_port = port;
+	so.workers = o->workers > 0 ? o->workers : default_workers();
+	so.nginx_path = getenv("VERSTAK_NGINX") ? getenv("VERSTAK_NGINX") : NGINX_PATH;
+	so.static_dir = static_dir;
+	so.max_body_bytes = cfg->eff.limits.max_blob_bytes + (1 << 20);
+	if (cfg->eff.limits.max_json_body + (1 << 20) > so.max_body_bytes)
+		so.max_body_bytes = cfg->eff.limits.max_json_body + (1 << 20);
+	so.worker_wrapper = getenv("VERSTAK_WORKER_WRAPPER");
+	rc = vs_stack_run(&so);
+out:
+	free(data_abs);
+	free(static_dir);
+	return rc;
+}
+
+static int
+cmd_migrate(int argc, char **argv)
+{
+	const char *data = "./server-data";
+	char err[512];
+	struct vs_app app;
+	int rc = 0;
+
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) {
+			data = argv[++i];
+		} else {
+			fprintf(stderr, "usage: verstak-sync-server migrate --data DIR\n");
+			return 2;
+		}
+	}
+	if (!vs_app_open(&app, data, true, err, sizeof(err))) {
+		fprintf(stderr, "verstak-sync-server: %s\n", err);
+		rc = 1;
+	}
+	vs_app_close(&app);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct vs_options o;
+	struct vs_config cfg;
+	char err[512];
+	int rc;
+
+	if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+		return cmd_migrate(argc, argv);
+	if (!vs_options_parse(argc, argv, &o, err, sizeof(err))) {
+		fprintf(stderr, "verstak-sync-server: %s\n(see --help)\n", err);
+		return 2;
+	}
+	switch (o.mode) {
+	case VS_MODE_VERSION:
+		printf("verstak-sync-server %s (%s)\n", vs_version(), vs_build_commit());
+		return 0;
+	case VS_MODE_HELP:
+		vs_options_usage(stdout);
+		return 0;
+	case VS_MODE_WORKER:
+		return vs_worker_run(o.data_dir);
+	case VS_MODE_STACK:
+		break;
+	}
+	if (o.admin_user == NULL && !o.init_admin && o.listen == NULL &&
+	    o.port == 0 && o.workers == 0 && stdin_is_listening_socket())
+		return vs_worker_run(o.data_dir);
+
+	vs_log_set_tag("verstak-sync-server");
+	memset(&cfg, 0, sizeof(cfg));
+	if (!prepare_data_dir(&o, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "verstak-sync-server: %s\n", err);
+		vs_config_free(&cfg);
+		return 1;
+	}
+	if (o.init_admin) {
+		vs_config_free(&cfg);
+		return 0;
+	}
+	rc = run_stack(&o, &cfg);
+	vs_config_free(&cfg);
+	return rc;
+}

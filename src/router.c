@@ -1,0 +1,135 @@
+/*
+ * router.c - see router.h. The table below is the single list of every
+ * route the worker answers; nginx passes everything except /static/ here.
+ */
+#include "router.h"
+#include "health.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const struct vs_route routes[] = {
+	{ "/api/v1/health", 0, "GET", vs_handle_health },
+	{ "/readyz", 0, "GET", vs_handle_health },
+	{ "/livez", 0, "GET", vs_handle_livez },
+};
+static const size_t n_routes = sizeof(routes) / sizeof(routes[0]);
+
+/* Subtree roots that redirect to their slash form when requested without
+ * it (API.md 1.6); listed even before their handlers exist so the
+ * redirect rule is in one place. */
+static const char *const subtree_roots[] = {
+	"/static/", "/api/v1/blobs/", "/api/v1/user/devices/",
+	"/admin/vault/", "/admin/api/keys/", "/admin/api/users/",
+};
+
+const struct vs_route *
+vs_route_find(const char *path)
+{
+	const struct vs_route *best = NULL;
+	size_t best_len = 0;
+
+	for (size_t i = 0; i < n_routes; i++) {
+		const struct vs_route *r = &routes[i];
+		size_t len = strlen(r->path);
+		if (!(r->flags & VS_RT_SUBTREE)) {
+			if (strcmp(path, r->path) == 0)
+				return r;
+		} else if (strncmp(path, r->path, len) == 0 && len > best_len) {
+			best = r;
+			best_len = len;
+		}
+	}
+	return best;
+}
+
+bool
+vs_method_allowed(const char *allow, const char *method)
+{
+	size_t mlen = strlen(method);
+	const char *p = allow;
+
+	while (*p != '\0') {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		if (n == mlen && strncmp(p, method, n) == 0)
+			return true;
+		if (end == NULL)
+			break;
+		p = end + 1;
+		while (*p == ' ')
+			p++;
+	}
+	return false;
+}
+
+static void
+redirect_keep_query(struct vs_ctx *c, const char *path)
+{
+	struct vs_buf loc;
+
+	vs_buf_init(&loc);
+	vs_buf_puts(&loc, path);
+	if (c->req->query[0] != '\0') {
+		vs_buf_puts(&loc, "?");
+		vs_buf_puts(&loc, c->req->query);
+	}
+	if (loc.oom)
+		vs_res_internal(c->res);
+	else
+		vs_res_redirect(c->res, 301, loc.data);
+	vs_buf_free(&loc);
+}
+
+static bool
+subtree_root_redirect(struct vs_ctx *c)
+{
+	size_t plen = strlen(c->req->path);
+
+	for (size_t i = 0; i < sizeof(subtree_roots) / sizeof(*subtree_roots); i++) {
+		const char *root = subtree_roots[i];
+		if (strlen(root) == plen + 1 &&
+		    strncmp(root, c->req->path, plen) == 0) {
+			redirect_keep_query(c, root);
+			return true;
+		}
+	}
+	return false;
+}
+
+void
+vs_route(struct vs_ctx *c)
+{
+	const struct vs_route *r;
+	char *clean;
+
+	/* Non-canonical paths are answered with their cleaned form, as the
+	 * reference's router does; this also keeps "/a/../b" from reaching
+	 * a handler under a name it did not ask for. The raw path is
+	 * compared so that an encoded slash (%2F) is not mistaken for one. */
+	clean = vs_path_clean(c->req->raw_path);
+	if (clean == NULL) {
+		vs_res_internal(c->res);
+		return;
+	}
+	if (strcmp(clean, c->req->raw_path) != 0) {
+		redirect_keep_query(c, clean);
+		free(clean);
+		return;
+	}
+	free(clean);
+
+	r = vs_route_find(c->req->path);
+	if (r == NULL) {
+		if (!subtree_root_redirect(c))
+			vs_res_not_found(c->res, c->req->path);
+		return;
+	}
+	if (!(r->flags & VS_RT_ANY_METHOD) &&
+	    !vs_method_allowed(r->allow, c->req->method)) {
+		vs_res_method_not_allowed(c->res, r->allow,
+					  (r->flags & VS_RT_LEGACY405) != 0);
+		return;
+	}
+	r->fn(c);
+}
