@@ -18,6 +18,95 @@ skip_ws(const char *s, size_t i, size_t len)
 	return i;
 }
 
+/* Length of the JSON number at s[0..n) (RFC 8259 grammar), 0 if the run
+ * of number characters there is not exactly one. */
+static size_t
+number_len(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	if (i < n && s[i] == '-')
+		i++;
+	if (i < n && s[i] == '0')
+		i++;
+	else if (i < n && s[i] >= '1' && s[i] <= '9')
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	else
+		return 0;
+	if (i < n && s[i] == '.') {
+		if (++i >= n || s[i] < '0' || s[i] > '9')
+			return 0;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		if (i >= n || s[i] < '0' || s[i] > '9')
+			return 0;
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	}
+	/* What follows must not continue the number (cJSON would have
+	 * read "01" or "1." as one number). */
+	if (i < n && strchr("0123456789+-.eE", s[i]) != NULL)
+		return 0;
+	return i;
+}
+
+/* JSON allows no raw byte below 0x20 except the four white-space ones
+ * between tokens; cJSON is laxer (it skips any byte <= 0x20 as white
+ * space and accepts control characters inside strings). */
+static bool
+json_bytes_ok(const char *s, size_t n)
+{
+	bool in_str = false, esc = false;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (in_str) {
+			if (c < 0x20)
+				return false;
+			if (esc)
+				esc = false;
+			else if (c == '\\')
+				esc = true;
+			else if (c == '"')
+				in_str = false;
+		} else if (c == '"') {
+			in_str = true;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			size_t len = number_len(s + i, n - i);
+			if (len == 0)
+				return false;
+			i += len - 1;
+		} else if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' &&
+			   c != '\r') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* True when s[0..n) starts (after white space) with a complete value. */
+static bool
+starts_with_value(const char *s, size_t n)
+{
+	const char *end = NULL;
+	cJSON *v;
+	bool ok;
+
+	/* s is already past JSON white space: a control byte here is debris. */
+	if (n == 0 || (unsigned char)s[0] < 0x20)
+		return false;
+	v = cJSON_ParseWithLengthOpts(s, n, &end, 0);
+	ok = v != NULL && json_bytes_ok(s, (size_t)(end - s));
+	cJSON_Delete(v);
+	return ok;
+}
+
 enum vs_json_rc
 vs_json_parse(const char *body, size_t len, cJSON **out)
 {
@@ -28,7 +117,13 @@ vs_json_parse(const char *body, size_t len, cJSON **out)
 	*out = NULL;
 	if (body == NULL || skip_ws(body, 0, len) == len)
 		return VS_JSON_INVALID;
+	/* Only the first value's bytes are checked strictly; the second
+	 * value after it just has to start well. */
 	v = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+	if (v != NULL && !json_bytes_ok(body, (size_t)(end - body))) {
+		cJSON_Delete(v);
+		return VS_JSON_INVALID;
+	}
 	if (v == NULL)
 		return VS_JSON_INVALID;
 	used = (size_t)(end - body);
@@ -36,7 +131,7 @@ vs_json_parse(const char *body, size_t len, cJSON **out)
 	if (rest < len) {
 		/* Something follows. A well-formed second value is the
 		 * "trailing" error; debris is just invalid JSON. */
-		bool second = vs_json_valid(body + rest, len - rest);
+		bool second = starts_with_value(body + rest, len - rest);
 		cJSON_Delete(v);
 		return second ? VS_JSON_TRAILING : VS_JSON_INVALID;
 	}
@@ -51,7 +146,7 @@ vs_json_valid(const char *s, size_t n)
 	cJSON *v;
 	bool ok;
 
-	if (s == NULL || skip_ws(s, 0, n) == n)
+	if (s == NULL || skip_ws(s, 0, n) == n || !json_bytes_ok(s, n))
 		return false;
 	v = cJSON_ParseWithLengthOpts(s, n, &end, 0);
 	if (v == NULL)

@@ -267,6 +267,16 @@ addr_parse(const char *ip, int *family, unsigned char addr[16])
 		return true;
 	}
 	if (inet_pton(AF_INET6, ip, addr) == 1) {
+		static const unsigned char v4mapped[12] = {
+			0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		if (memcmp(addr, v4mapped, 12) == 0) {
+			/* ::ffff:a.b.c.d is an IPv4 client on a dual-stack
+			 * socket: treat it as a.b.c.d, as the reference. */
+			memmove(addr, addr + 12, 4);
+			memset(addr + 4, 0, 12);
+			*family = AF_INET;
+			return true;
+		}
 		*family = AF_INET6;
 		return true;
 	}
@@ -405,8 +415,14 @@ vs_request_init(struct vs_request *r, const struct vs_request_source *src,
 		r->path = p;
 	}
 	r->query = param_or_empty(src, "QUERY_STRING");
-	if (!vs_form_parse(r->query, strlen(r->query), &r->params)) {
-		/* Keep what parsed; a bad query parameter reads as absent. */
+	/* Pair by pair, so a bad parameter reads as absent without hiding
+	 * the others (as the reference's URL.Query()). */
+	for (const char *s = r->query; *s != '\0';) {
+		size_t n = strcspn(s, "&");
+		(void)vs_form_parse(s, n, &r->params);
+		s += n;
+		if (*s == '&')
+			s++;
 	}
 	cookie = src_param(src, "HTTP_COOKIE");
 	if (cookie != NULL && !parse_cookies(cookie, &r->cookies))

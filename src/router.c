@@ -3,6 +3,7 @@
  * route the worker answers; nginx passes everything except /static/ here.
  */
 #include "router.h"
+#include "client.h"
 #include "health.h"
 
 #include <stdlib.h>
@@ -12,15 +13,26 @@ static const struct vs_route routes[] = {
 	{ "/api/v1/health", 0, "GET", vs_handle_health },
 	{ "/readyz", 0, "GET", vs_handle_health },
 	{ "/livez", 0, "GET", vs_handle_livez },
+	/* Desktop client routes (API.md 3). */
+	{ "/api/client/pair", VS_RT_LEGACY405, "POST", vs_handle_pair },
+	{ "/api/auth/test", VS_RT_LEGACY405, "POST", vs_handle_auth_test },
+	{ "/api/client/me", 0, "GET", vs_handle_me },
+	{ "/api/client/revoke-current", VS_RT_LEGACY405, "POST",
+	  vs_handle_revoke_current },
+	{ "/api/client/revoke-device", VS_RT_LEGACY405, "POST",
+	  vs_handle_revoke_device },
+	{ "/api/v1/device/register", VS_RT_LEGACY405, "POST",
+	  vs_handle_device_register },
+	{ "/api/v1/sync/push", 0, "POST", vs_handle_push },
+	{ "/api/v1/sync/pull", 0, "POST", vs_handle_pull },
 };
 static const size_t n_routes = sizeof(routes) / sizeof(routes[0]);
 
 /* Subtree roots that redirect to their slash form when requested without
- * it (API.md 1.6); listed even before their handlers exist so the
- * redirect rule is in one place. */
+ * it (API.md 1.6): only those without an exact route of their own
+ * (/api/v1/user/devices, /admin/api/keys and /admin/api/users have one). */
 static const char *const subtree_roots[] = {
-	"/static/", "/api/v1/blobs/", "/api/v1/user/devices/",
-	"/admin/vault/", "/admin/api/keys/", "/admin/api/users/",
+	"/static/", "/api/v1/blobs/", "/admin/vault/",
 };
 
 const struct vs_route *
@@ -97,6 +109,18 @@ subtree_root_redirect(struct vs_ctx *c)
 	return false;
 }
 
+/* A path that can go into Location as it is (printable ASCII, nothing
+ * that would change its meaning once re-parsed as a URL). */
+static bool
+location_safe(const char *p)
+{
+	for (; *p != '\0'; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f ||
+		    strchr("%?#\"\\", *p) != NULL)
+			return false;
+	return true;
+}
+
 void
 vs_route(struct vs_ctx *c)
 {
@@ -114,6 +138,23 @@ vs_route(struct vs_ctx *c)
 	}
 	if (strcmp(clean, c->req->raw_path) != 0) {
 		redirect_keep_query(c, clean);
+		free(clean);
+		return;
+	}
+	free(clean);
+	/* Dot segments or doubled slashes that only appear after decoding
+	 * (%2e%2e, %2F) must not reach a handler: redirect like the
+	 * reference when the cleaned decoded path needs no escaping, else 404. */
+	clean = vs_path_clean(c->req->path);
+	if (clean == NULL) {
+		vs_res_internal(c->res);
+		return;
+	}
+	if (strcmp(clean, c->req->path) != 0) {
+		if (location_safe(clean))
+			redirect_keep_query(c, clean);
+		else
+			vs_res_not_found(c->res, clean);
 		free(clean);
 		return;
 	}

@@ -94,8 +94,13 @@ vs_parse_ts(const char *s, time_t *out)
 	} else {
 		return false;
 	}
-	if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 ||
+	static const int mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30,
+					31, 30, 31 };
+	if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || h > 23 ||
 	    mi > 59 || se > 60 || oh > 23 || om > 59)
+		return false;
+	if (d > mdays[mo - 1] + (mo == 2 && y % 4 == 0 &&
+				  (y % 100 != 0 || y % 400 == 0)))
 		return false;
 	int64_t t = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 +
 		    h * 3600 + mi * 60 + se;

@@ -1,0 +1,2 @@
+-- wrk: GET of the health endpoint (database query + cached blob probe).
+wrk.method = "GET"
