@@ -17,6 +17,7 @@
 #include "log.h"
 #include "options.h"
 #include "stack.h"
+#include "user_cli.h"
 #include "util.h"
 #include "version.h"
 #include "worker.h"
@@ -220,6 +221,8 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "migrate") == 0)
 		return cmd_migrate(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "user") == 0)
+		return vs_user_cli(argc, argv);
 	if (!vs_options_parse(argc, argv, &o, err, sizeof(err))) {
 		fprintf(stderr, "verstak-sync-server: %s\n(see --help)\n", err);
 		return 2;
