@@ -84,8 +84,9 @@ def seed(stack, n_ops):
                                         "device_name": "bench", "client_version": "b",
                                         "vault_id": "bench-vault"})
     token = r.json()["device_token"]
-    # Ops for the pull page: desktop-sized notes, ~650 bytes of JSON each.
-    text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 8
+    # Ops for the pull page: small desktop notes, ~650 bytes of JSON each,
+    # so a 100-op page is the ~65 KiB the issue measures.
+    text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 5 + "Sed do eiusmod."
     for start in range(0, n_ops, 100):
         ops = [{"op_id": f"seed-{i}", "entity_type": "file",
                 "entity_id": f"Notes/seed-{i}.md", "op_type": "create",

@@ -183,7 +183,7 @@ vs_res_redirect(struct vs_response *res, int status, const char *location)
 }
 
 bool
-vs_res_serialize(const struct vs_response *res, struct vs_buf *out)
+vs_res_head(const struct vs_response *res, struct vs_buf *out)
 {
 	vs_buf_printf(out, "Status: %d %s\r\n", res->status,
 		      vs_status_text(res->status));
@@ -194,6 +194,14 @@ vs_res_serialize(const struct vs_response *res, struct vs_buf *out)
 	if (res->headers.len > 0)
 		vs_buf_append(out, res->headers.data, res->headers.len);
 	vs_buf_puts(out, "\r\n");
+	return !out->oom;
+}
+
+bool
+vs_res_serialize(const struct vs_response *res, struct vs_buf *out)
+{
+	if (!vs_res_head(res, out))
+		return false;
 	if (res->body.len > 0)
 		vs_buf_append(out, res->body.data, res->body.len);
 	return !out->oom;

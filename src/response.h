@@ -51,7 +51,9 @@ void vs_res_html(struct vs_response *res, int status, const char *html);
 const char *vs_status_text(int status);
 const char *vs_default_code(int status);
 
-/* Renders the CGI response (Status line, headers, blank line, body). */
+/* Renders the CGI header block (Status line, headers, blank line). */
+bool vs_res_head(const struct vs_response *res, struct vs_buf *out);
+/* Renders the CGI response (header block and body). */
 bool vs_res_serialize(const struct vs_response *res, struct vs_buf *out);
 
 #endif

@@ -1066,8 +1066,9 @@ write_pulled_op(struct vs_buf *out, sqlite3_stmt *st, int64_t seq)
 	return LIT(out, "}");
 }
 
-/* Writes the page's ops (after the header, which comes later) and sets
- * has_more and last_seq. Returns a SQLite result code. */
+/* Writes the page's ops (the scalar fields follow them, see
+ * append_trailer) and sets has_more and last_seq. Returns a SQLite
+ * result code. */
 static int
 read_page(struct vs_db *db, const struct vs_scope *sc,
 	  struct pull_page *pg, struct vs_buf *out)
@@ -1088,7 +1089,7 @@ read_page(struct vs_db *db, const struct vs_scope *sc,
 	bind_i64(&b, pg->size < INT64_MAX ? pg->size + 1 : -1);
 	if (b.rc != SQLITE_OK)
 		return b.rc;
-	LIT(out, ",\"ops\":[");
+	LIT(out, "{\"ops\":[");
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		int64_t seq = sqlite3_column_int64(st, 1);
 
@@ -1104,33 +1105,29 @@ read_page(struct vs_db *db, const struct vs_scope *sc,
 	}
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return rc;
-	LIT(out, "]}\n");
+	LIT(out, "]");
 	return SQLITE_OK;
 }
 
-/* Puts the header in front of the ops already in the body: the header's
- * values are only known once the page has been read. */
+/* The scalar fields go after the ops: their values are only known once
+ * the page has been read, and key order is not significant (API.md 1.2),
+ * so the page is never moved to make room in front of it. */
 static bool
-prepend_header(struct vs_buf *body, const struct pull_page *pg)
+append_trailer(struct vs_buf *body, const struct pull_page *pg)
 {
-	char hdr[128];
+	char t[128];
 	size_t n = 0;
 
-	memcpy(hdr + n, "{\"server_sequence\":", 19);
+	memcpy(t + n, ",\"server_sequence\":", 19);
 	n += 19;
-	n += fmt_i64(hdr + n, pg->max_seq);
-	memcpy(hdr + n, ",\"page_last_sequence\":", 22);
+	n += fmt_i64(t + n, pg->max_seq);
+	memcpy(t + n, ",\"page_last_sequence\":", 22);
 	n += 22;
-	n += fmt_i64(hdr + n, pg->last_seq);
-	memcpy(hdr + n, pg->has_more ? ",\"has_more\":true" :
-	       ",\"has_more\":false", pg->has_more ? 16 : 17);
-	n += pg->has_more ? 16 : 17;
-	if (body->oom || !vs_buf_reserve(body, n))
-		return false;
-	memmove(body->data + n, body->data, body->len + 1);
-	memcpy(body->data, hdr, n);
-	body->len += n;
-	return true;
+	n += fmt_i64(t + n, pg->last_seq);
+	memcpy(t + n, pg->has_more ? ",\"has_more\":true}\n" :
+	       ",\"has_more\":false}\n", pg->has_more ? 18 : 19);
+	n += pg->has_more ? 18 : 19;
+	return !body->oom && vs_buf_append(body, t, n);
 }
 
 static int64_t
@@ -1186,7 +1183,7 @@ vs_sync_pull(struct vs_db *db, const struct vs_limits *lim,
 		answer_db_status(res, s);
 		return;
 	}
-	if (!prepend_header(&res->body, &pg)) {
+	if (!append_trailer(&res->body, &pg)) {
 		vs_log_error("sync: pull answer: out of memory");
 		vs_res_internal(res);
 	}

@@ -505,7 +505,8 @@ START_TEST(test_d19_one_audit_row)
 	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
 	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "");
 	ck_assert_str_eq((const char *)sqlite3_column_text(st, 1), "");
-	ck_assert_str_eq((const char *)sqlite3_column_text(st, 2), "");
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 2),
+			 "192.0.2.1");
 	ck_assert_str_eq((const char *)sqlite3_column_text(st, 3),
 			 "rate limit: pair");
 	ck_assert_int_eq(sqlite3_finalize(st), SQLITE_OK);
