@@ -453,5 +453,54 @@ def test_last_seen_not_written_on_every_read():
         db.close()
 
 
+def big_text_op():
+    text = ("Lorem ipsum \"quoted\" <tag> & more\n" * 60000)[:2 * 1024 * 1024]
+    payload = json.dumps({"path": "Big/notes.md", "contentHash": "0" * 64,
+                          "content": text})
+    return {"op_id": str(uuid.uuid4()), "entity_type": "file",
+            "entity_id": "Big/notes.md", "op_type": "create",
+            "payload_json": payload, "client_sequence": 1,
+            "last_seen_server_seq": 0, "created_at": "2026-11-25T00:00:00Z"}
+
+
+def test_desktop_sized_text_with_packaged_config():
+    """D40: with the configuration the quick start installs, a 2 MiB text
+    file inlined by the desktop is accepted and pulled back intact; with
+    the Go server's defaults it is refused and start-up warns."""
+    src = os.environ.get("VS_SRCDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    s = Stack(workers=1)
+    try:
+        os.makedirs(s.data)
+        with open(os.path.join(src, "scripts", "config.yml.default")) as f, \
+                open(os.path.join(s.data, "config.yml"), "w") as g:
+            g.write(f.read())
+        s.start()
+        assert "max_payload_json" not in s.stderr()
+        add_user(s, "hana", "hana-password")
+        dev = pair(s, "hana", "hana-password", "v")
+        op = big_text_op()
+        r = s.post("/api/v1/sync/push", {"ops": [op]}, headers=auth(dev["device_token"]))
+        assert r.status == 200 and r.json()["accepted"] == [op["op_id"]], r
+        r = s.post("/api/v1/sync/pull", {}, headers=auth(dev["device_token"]))
+        assert r.json()["ops"][0]["payload_json"] == op["payload_json"]
+    finally:
+        s.cleanup()
+    s = Stack(workers=1)
+    try:
+        s.start()
+        assert "max_payload_json" in s.stderr()
+        add_user(s, "ivan", "ivan-password")
+        dev = pair(s, "ivan", "ivan-password", "v")
+        r = s.post("/api/v1/sync/push", {"ops": [big_text_op()]},
+                   headers=auth(dev["device_token"]))
+        expect_error(r, 413, "request_too_large")
+        op = big_text_op()
+        op["payload_json"] = op["payload_json"][:400 * 1024]
+        r = s.post("/api/v1/sync/push", {"ops": [op]}, headers=auth(dev["device_token"]))
+        expect_error(r, 413, "payload_too_large", "operation payload is too large")
+    finally:
+        s.cleanup()
+
+
 if __name__ == "__main__":
     run_tests(dict(globals()))
