@@ -310,6 +310,7 @@ vs_db_open(struct vs_db *db, const char *data_dir, char *err, size_t errlen)
 		vs_db_close(db);
 		return st;
 	}
+	vs_wlock_open(&db->wlock, db->path);
 	return VS_DB_OK;
 }
 
@@ -333,6 +334,7 @@ vs_db_close(struct vs_db *db)
 			(void)sqlite3_close_v2(db->h);
 		}
 	}
+	vs_wlock_close(&db->wlock);
 	free(db->path);
 	memset(db, 0, sizeof(*db));
 }
@@ -468,10 +470,21 @@ begin(struct vs_db *db, const char *sql, const char *ctx)
 enum vs_db_status
 vs_db_begin_write(struct vs_db *db)
 {
+	enum vs_db_status s;
+
+	/* Our writers queue on the shared mutex first (writelock.h), so the
+	 * next one starts the moment a commit ends instead of whenever its
+	 * busy-handler sleep is over. Not getting it within the budget is
+	 * not an error: SQLite's lock still decides below. */
+	if (db->tx_depth == 0)
+		(void)vs_wlock_acquire(&db->wlock, db->busy_budget_ms);
 	/* IMMEDIATE takes the write lock before the first read, so a
 	 * read-then-write never sees a snapshot another writer changed
 	 * (that would be SQLITE_BUSY_SNAPSHOT, which no wait can cure). */
-	return begin(db, SQL_BEGIN_IMMEDIATE, "begin write");
+	s = begin(db, SQL_BEGIN_IMMEDIATE, "begin write");
+	if (s != VS_DB_OK && db->tx_depth == 0)
+		vs_wlock_release(&db->wlock);
+	return s;
 }
 
 enum vs_db_status
@@ -498,6 +511,7 @@ vs_db_commit(struct vs_db *db)
 	}
 	if (s == VS_DB_OK && sqlite3_get_autocommit(db->h)) {
 		db->tx_depth = 0;
+		vs_wlock_release(&db->wlock);
 		return VS_DB_OK;
 	}
 	vs_db_rollback(db);
@@ -520,6 +534,7 @@ vs_db_rollback(struct vs_db *db)
 			(void)vs_db_status_of(db, rc, "rollback");
 	}
 	db->tx_depth = 0;
+	vs_wlock_release(&db->wlock);
 }
 
 /* ------------------------------------------------------------------ */
@@ -739,6 +754,11 @@ static const char *const own_objects[] = {
 	 * reference has no index for it (an extra index is harmless). */
 	"CREATE INDEX IF NOT EXISTS vs_idx_devices_token_hash"
 	" ON server_devices(token_hash)",
+	/* Blob quotas sum a user's (and a vault's) referenced bytes inside
+	 * the upload's write transaction; a covering index keeps that a
+	 * scan of small index entries instead of table rows. */
+	"CREATE INDEX IF NOT EXISTS vs_idx_blob_refs_usage"
+	" ON server_blob_refs(user_id, vault_id, size)",
 };
 
 static const struct schema_obj *

@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <sqlite3.h>
 
+#include "writelock.h"
+
 #define VS_SCHEMA_VERSION 2
 
 struct vs_stmt_slot {
@@ -36,6 +38,7 @@ struct vs_db {
 	struct vs_stmt_slot *slots;
 	size_t n_slots, cap_slots;
 	int tx_depth;           /* 0 = no transaction open */
+	struct vs_wlock wlock;  /* queue of this server's writers */
 	unsigned busy_retries;  /* statistics: busy-handler invocations */
 	/* Busy handler state (db.c): how long one lock wait may last, when
 	 * the current wait began, the next mean sleep, the jitter PRNG. */

@@ -1,0 +1,145 @@
+/*
+ * writelock.c - see writelock.h.
+ *
+ * The shared object lives in /dev/shm (shm_open), so a reboot clears it:
+ * a mutex word left "locked" by a process of an earlier boot can never
+ * outlive that boot. Initialisation is serialised with flock on the
+ * object itself and marked by a magic value written after the mutex.
+ */
+#include "writelock.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WLOCK_MAGIC 0x56534c32u	/* "VSL2": layout and mutex type */
+
+struct vs_wlock_shared {
+	pthread_mutex_t mutex;
+	volatile uint32_t magic;
+};
+
+static bool
+init_shared(struct vs_wlock_shared *s)
+{
+	pthread_mutexattr_t a;
+	bool ok;
+
+	if (pthread_mutexattr_init(&a) != 0)
+		return false;
+	/* ERRORCHECK: a second connection of the same thread asking for the
+	 * queue gets EDEADLK at once instead of waiting out its timeout. */
+	ok = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) == 0 &&
+	     pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) == 0 &&
+	     pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK) == 0 &&
+	     pthread_mutex_init(&s->mutex, &a) == 0;
+	(void)pthread_mutexattr_destroy(&a);
+	if (ok) {
+		__sync_synchronize();
+		s->magic = WLOCK_MAGIC;
+	}
+	return ok;
+}
+
+static struct vs_wlock_shared *
+map_shared(const char *name)
+{
+	struct vs_wlock_shared *s = NULL;
+	struct stat st;
+	int fd;
+
+	fd = shm_open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return NULL;
+	if (flock(fd, LOCK_EX) != 0)
+		goto out;
+	if (fstat(fd, &st) != 0 ||
+	    ((size_t)st.st_size < sizeof(*s) && ftruncate(fd, sizeof(*s)) != 0))
+		goto unlock;
+	s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (s == MAP_FAILED) {
+		s = NULL;
+		goto unlock;
+	}
+	if (s->magic != WLOCK_MAGIC && !init_shared(s)) {
+		(void)munmap(s, sizeof(*s));
+		s = NULL;
+	}
+unlock:
+	(void)flock(fd, LOCK_UN);
+out:
+	(void)close(fd);	/* the mapping stays valid */
+	return s;
+}
+
+void
+vs_wlock_open(struct vs_wlock *w, const char *db_path)
+{
+	char name[96];
+	struct stat st;
+
+	memset(w, 0, sizeof(*w));
+	if (stat(db_path, &st) != 0)
+		return;
+	snprintf(name, sizeof(name), "/verstak-wlock-%llx-%llx-%lu",
+		 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+		 (unsigned long)getuid());
+	w->shm = map_shared(name);
+	if (w->shm == NULL)
+		vs_log_warn("db: no shared writer queue (%s); waiting on SQLite alone",
+			    strerror(errno));
+}
+
+void
+vs_wlock_close(struct vs_wlock *w)
+{
+	if (w->shm == NULL)
+		return;
+	vs_wlock_release(w);
+	(void)munmap(w->shm, sizeof(*w->shm));
+	memset(w, 0, sizeof(*w));
+}
+
+bool
+vs_wlock_acquire(struct vs_wlock *w, unsigned timeout_ms)
+{
+	struct timespec until;
+	int rc;
+
+	if (w->shm == NULL || w->held)
+		return w->held;
+	if (clock_gettime(CLOCK_REALTIME, &until) != 0)
+		return false;
+	until.tv_sec += timeout_ms / 1000u;
+	until.tv_nsec += (long)(timeout_ms % 1000u) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	rc = pthread_mutex_timedlock(&w->shm->mutex, &until);
+	if (rc == EOWNERDEAD) {
+		/* The holder died mid-transaction; SQLite rolled its
+		 * transaction back, so the mutex guards nothing stale. */
+		rc = pthread_mutex_consistent(&w->shm->mutex);
+	}
+	w->held = rc == 0;
+	return w->held;
+}
+
+void
+vs_wlock_release(struct vs_wlock *w)
+{
+	if (w->shm != NULL && w->held) {
+		(void)pthread_mutex_unlock(&w->shm->mutex);
+		w->held = false;
+	}
+}
