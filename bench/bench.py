@@ -75,6 +75,15 @@ def worker_hwm_kib(stack):
     return peak
 
 
+def stored_ops(stack):
+    import sqlite3
+    db = sqlite3.connect(os.path.join(stack.data, "server.db"), timeout=30)
+    try:
+        return db.execute("SELECT count(*) FROM server_ops").fetchone()[0]
+    finally:
+        db.close()
+
+
 def seed(stack, n_ops):
     r = harness.run_cli(["user", "add", "--data", stack.data, "--username", "bench",
                          "--email", "bench@example.org", "--password-stdin",
@@ -147,7 +156,11 @@ def main():
             for c in conns:
                 e = dict(env)
                 e.update(extra)
+                before = stored_ops(s)
                 r = wrk(base + path, c, args.duration, script, e)
+                if path.endswith("/push"):
+                    # Acknowledged is not enough: count what was stored.
+                    r["stored_per_s"] = (stored_ops(s) - before) / args.duration
                 rows.append((name, c, r, ops, worker_hwm_kib(s)))
         s.cleanup()
     finally:
@@ -155,11 +168,12 @@ def main():
 
     hello_rps = {c: r["rps"] for n, c, r, _, _ in rows if n.startswith("FastCGI")}
     print(f"\n{workers} workers, {os.cpu_count()} cores, {args.duration} s per run\n")
-    print("| scenario | conns | req/s | ops/s | % of hello | p50 ms | p99 ms | non-2xx | peak worker RSS MiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| scenario | conns | req/s | ops/s | ops stored/s | % of hello | p50 ms | p99 ms | non-2xx | peak worker RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, c, r, ops, hwm in rows:
         pct = 100.0 * r["rps"] / hello_rps[c] if hello_rps.get(c) else 0
-        print(f"| {name} | {c} | {r['rps']:.0f} | {r['rps'] * ops:.0f} | {pct:.0f}% | "
+        stored = f"{r['stored_per_s']:.0f}" if "stored_per_s" in r else ""
+        print(f"| {name} | {c} | {r['rps']:.0f} | {r['rps'] * ops:.0f} | {stored} | {pct:.0f}% | "
               f"{r['p50']:.2f} | {r['p99']:.2f} | {r['non2xx']} | {hwm / 1024:.1f} |")
 
 

@@ -5,11 +5,13 @@ local ops = tonumber(os.getenv("VS_OPS") or "100")
 local cursor = os.getenv("VS_CURSOR") or "0"
 local token = os.getenv("VS_TOKEN")
 local counter = 0
-local tid = 0
+-- Thread numbers are handed out in setup() (main Lua state) and set as a
+-- global "tid" in each thread's own state; no local may shadow it there.
+local next_tid = 0
 
 function setup(thread)
-  tid = tid + 1
-  thread:set("tid", tid)
+  next_tid = next_tid + 1
+  thread:set("tid", next_tid)
 end
 
 function init(args)

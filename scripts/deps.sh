@@ -9,7 +9,9 @@ RUN_PKGS="nginx-light spawn-fcgi multiwatch sqlite3 ca-certificates"
 BUILD_PKGS="build-essential autoconf automake pkg-config libfcgi-dev \
 libsqlite3-dev libcjson-dev libssl-dev libesmtp-dev check libyaml-dev \
 libcrypt-dev"
-TEST_PKGS="python3 valgrind curl"
+# chromium, nodejs and npm: the headless browser walk of the web pages
+# (tests/integration/test_browser.py; npm fetches playwright-core).
+TEST_PKGS="python3 valgrind curl python3-aiosmtpd openssl chromium nodejs npm"
 
 what=${1:-run}
 pkgs="$BUILD_PKGS $RUN_PKGS"
@@ -17,6 +19,11 @@ pkgs="$BUILD_PKGS $RUN_PKGS"
 
 missing=""
 for p in $pkgs; do
+	# A nodejs package from elsewhere (NodeSource) bundles npm and
+	# conflicts with Debian's npm package: its npm command is enough.
+	if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then
+		continue
+	fi
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
 		missing="$missing $p"
 	fi

@@ -4,7 +4,7 @@
  * Modes: the local stack (default), a FastCGI worker (--fcgi-worker, or
  * a listening socket on standard input as spawn-fcgi passes it), the
  * admin bootstrap (--admin-user ... [--init-admin]), and subcommands
- * (migrate). Start-up follows DATA.md 2: data directory, config,
+ * (migrate, user, gc). Start-up follows DATA.md 2: data directory, config,
  * overrides, admin, database (created and migrated), blobs/, listen.
  *
  * Must never: serve requests itself (worker.c does) or hold a database
@@ -14,8 +14,10 @@
 #include "app.h"
 #include "config.h"
 #include "db.h"
+#include "gc.h"
 #include "log.h"
 #include "options.h"
+#include "smtp_cli.h"
 #include "stack.h"
 #include "user_cli.h"
 #include "util.h"
@@ -46,44 +48,18 @@ stdin_is_listening_socket(void)
 	       v != 0;
 }
 
-static bool
-is_dir(const char *p)
-{
-	struct stat st;
-	return p != NULL && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* Static assets: an explicit VERSTAK_STATIC_DIR, else next to the binary
- * (<prefix>/bin -> <prefix>/share/verstak-sync-server/static, which also
- * covers ./build/bin), else the configured install path, else the source
- * tree (make check). */
+/* Static assets for nginx: see vs_find_share_dir. */
 static char *
-find_static_dir(const char *self_exe)
+find_static_dir(void)
 {
-	const char *env = getenv("VERSTAK_STATIC_DIR");
-	char buf[PATH_MAX];
-
-	if (env != NULL && *env != '\0')
-		return strdup(env);
-	snprintf(buf, sizeof(buf), "%s", self_exe);
-	char *slash = strrchr(buf, '/');
-	if (slash != NULL) {
-		*slash = '\0';
-		size_t used = strlen(buf);
-		snprintf(buf + used, sizeof(buf) - used,
-			 "/../share/verstak-sync-server/static");
-		if (is_dir(buf))
-			return realpath(buf, NULL);
-	}
-#ifdef VS_STATIC_DIR
-	if (is_dir(VS_STATIC_DIR))
-		return strdup(VS_STATIC_DIR);
+#ifndef VS_STATIC_DIR
+#define VS_STATIC_DIR NULL
 #endif
-#ifdef VS_SOURCE_STATIC_DIR
-	if (is_dir(VS_SOURCE_STATIC_DIR))
-		return strdup(VS_SOURCE_STATIC_DIR);
+#ifndef VS_SOURCE_STATIC_DIR
+#define VS_SOURCE_STATIC_DIR NULL
 #endif
-	return strdup("/usr/share/verstak-sync-server/static");
+	return vs_find_share_dir("VERSTAK_STATIC_DIR", "static", VS_STATIC_DIR,
+				 VS_SOURCE_STATIC_DIR);
 }
 
 static int
@@ -143,6 +119,30 @@ out:
 	return ok;
 }
 
+/* D40: the desktop inlines text files up to 2 MiB in payload_json; as
+ * a JSON string inside JSON that needs about 2.5 MiB. The built-in
+ * defaults stay the Go server's so both read config.yml alike; the
+ * quick start writes desktop-ready limits, and anyone running with less
+ * is told at start-up. */
+#define DESKTOP_PAYLOAD_BYTES (2621440)
+
+static void
+warn_small_limits(const struct vs_config *cfg)
+{
+	const struct vs_limits *l = &cfg->eff.limits;
+
+	if (l->max_payload_json < DESKTOP_PAYLOAD_BYTES)
+		vs_log_warn("limits.max_payload_json is %lld bytes: desktop clients "
+			    "inline text files up to 2 MiB (about %d bytes of payload); "
+			    "larger ones will stop their sync with payload_too_large. "
+			    "See doc/OPERATIONS.md (D40).",
+			    (long long)l->max_payload_json, DESKTOP_PAYLOAD_BYTES);
+	if (l->max_json_body < 2 * DESKTOP_PAYLOAD_BYTES)
+		vs_log_warn("limits.max_json_body is %lld bytes: a push batch carrying "
+			    "large text files will be refused with request_too_large "
+			    "(doc/OPERATIONS.md, D40).", (long long)l->max_json_body);
+}
+
 static int
 run_stack(const struct vs_options *o, struct vs_config *cfg)
 {
@@ -163,7 +163,7 @@ run_stack(const struct vs_options *o, struct vs_config *cfg)
 	}
 	self[n] = '\0';
 	data_abs = realpath(o->data_dir, NULL);
-	static_dir = find_static_dir(self);
+	static_dir = find_static_dir();
 	if (data_abs == NULL || static_dir == NULL) {
 		vs_log_error("cannot resolve paths: %s", strerror(errno));
 		goto out;
@@ -223,6 +223,10 @@ main(int argc, char **argv)
 		return cmd_migrate(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "user") == 0)
 		return vs_user_cli(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "smtp") == 0)
+		return vs_smtp_cli(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "gc") == 0)
+		return vs_gc_cli(argc, argv);
 	if (!vs_options_parse(argc, argv, &o, err, sizeof(err))) {
 		fprintf(stderr, "verstak-sync-server: %s\n(see --help)\n", err);
 		return 2;
@@ -254,6 +258,7 @@ main(int argc, char **argv)
 		vs_config_free(&cfg);
 		return 0;
 	}
+	warn_small_limits(&cfg);
 	rc = run_stack(&o, &cfg);
 	vs_config_free(&cfg);
 	return rc;

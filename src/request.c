@@ -508,6 +508,19 @@ vs_request_read_body(struct vs_request *r, size_t cap)
 	return VS_BODY_OK;
 }
 
+ssize_t
+vs_request_read_some(struct vs_request *r, char *buf, size_t n)
+{
+	ssize_t got;
+
+	if (r->body_eof)
+		return 0;
+	got = r->src->read(r->src->ctx, buf, n);
+	if (got == 0)
+		r->body_eof = true;
+	return got;
+}
+
 void
 vs_request_drain(struct vs_request *r, size_t limit)
 {

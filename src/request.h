@@ -84,6 +84,10 @@ const char *vs_request_cookie(const struct vs_request *r, const char *name);
 
 /* Reads the whole body, at most cap bytes; more is VS_BODY_TOO_LARGE. */
 enum vs_body_rc vs_request_read_body(struct vs_request *r, size_t cap);
+/* Streaming: reads up to n body bytes into buf (for bodies too large to
+ * hold, e.g. blob uploads). Returns 0 at the end of the body (marked as
+ * consumed), -1 when the front server went away or stalled. */
+ssize_t vs_request_read_some(struct vs_request *r, char *buf, size_t n);
 /* Reads and discards what is left of the body (bounded by limit bytes),
  * so the front server never sees the connection close mid-upload. */
 void vs_request_drain(struct vs_request *r, size_t limit);

@@ -47,6 +47,7 @@ vs_res_reset(struct vs_response *res)
 {
 	res->status = 200;
 	res->content_type = NULL;
+	res->no_content_length = false;
 	vs_buf_reset(&res->headers);
 	vs_buf_reset(&res->body);
 }
@@ -115,6 +116,7 @@ vs_res_json(struct vs_response *res, int status)
 {
 	res->status = status;
 	res->content_type = "application/json";
+	res->no_content_length = false;
 	vs_buf_reset(&res->body);
 }
 
@@ -163,6 +165,49 @@ vs_res_html(struct vs_response *res, int status, const char *html)
 	vs_buf_puts(&res->body, html);
 }
 
+/* RFC 6265 cookie-octet, and names as tokens: a value that could end
+ * the attribute list early (';'), or split a header, never goes out. */
+static bool
+cookie_octets(const char *s, bool is_name)
+{
+	if (*s == '\0')
+		return !is_name;
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == ',' ||
+		    ch == ';' || ch == '\\' || (is_name && ch == '='))
+			return false;
+	}
+	return true;
+}
+
+bool
+vs_res_cookie(struct vs_response *res, const struct vs_cookie *ck)
+{
+	if (ck->name == NULL || ck->value == NULL || ck->path == NULL ||
+	    !cookie_octets(ck->name, true) || !cookie_octets(ck->value, false) ||
+	    !cookie_octets(ck->path, true) || ck->max_age < 0)
+		return false;
+	return vs_buf_printf(&res->headers,
+			     "Set-Cookie: %s=%s; Path=%s; Max-Age=%ld%s%s%s%s\r\n",
+			     ck->name, ck->value, ck->path, ck->max_age,
+			     ck->http_only ? "; HttpOnly" : "",
+			     ck->secure ? "; Secure" : "",
+			     ck->same_site != NULL ? "; SameSite=" : "",
+			     ck->same_site != NULL ? ck->same_site : "");
+}
+
+bool
+vs_res_cache_control(struct vs_response *res, const char *value)
+{
+	const char *h = res->headers.data;
+
+	if (h != NULL && (strncmp(h, "Cache-Control:", 14) == 0 ||
+			  strstr(h, "\nCache-Control:") != NULL))
+		return true;
+	return vs_res_header(res, "Cache-Control", value);
+}
+
 void
 vs_res_not_found(struct vs_response *res, const char *path)
 {
@@ -190,7 +235,8 @@ vs_res_head(const struct vs_response *res, struct vs_buf *out)
 	vs_buf_puts(out, security_headers);
 	if (res->content_type != NULL)
 		vs_buf_printf(out, "Content-Type: %s\r\n", res->content_type);
-	vs_buf_printf(out, "Content-Length: %zu\r\n", res->body.len);
+	if (!res->no_content_length)
+		vs_buf_printf(out, "Content-Length: %zu\r\n", res->body.len);
 	if (res->headers.len > 0)
 		vs_buf_append(out, res->headers.data, res->headers.len);
 	vs_buf_puts(out, "\r\n");

@@ -22,6 +22,9 @@ struct vs_response {
 	const char *content_type;  /* static string; NULL = no body type */
 	struct vs_buf headers;     /* extra "Name: value\r\n" lines */
 	struct vs_buf body;
+	/* No Content-Length line: the front server supplies it (a body
+	 * handed over with X-Accel-Redirect). */
+	bool no_content_length;
 };
 
 void vs_res_init(struct vs_response *res);
@@ -47,6 +50,23 @@ void vs_res_method_not_allowed(struct vs_response *res, const char *allow,
 void vs_res_not_found(struct vs_response *res, const char *path);
 void vs_res_redirect(struct vs_response *res, int status, const char *location);
 void vs_res_html(struct vs_response *res, int status, const char *html);
+
+/* One Set-Cookie header (API.md 11). Values are limited to the cookie
+ * octets of RFC 6265 (no white space, quote, comma, semicolon or
+ * backslash); anything else is refused and nothing is written.
+ * same_site NULL = no SameSite attribute (as logout's clearing cookies). */
+struct vs_cookie {
+	const char *name;
+	const char *value;
+	const char *path;
+	long max_age;          /* seconds; 0 = "Max-Age=0" (delete) */
+	bool http_only;
+	bool secure;           /* the request came over HTTPS (API.md 1.8) */
+	const char *same_site; /* "Lax", "Strict" or NULL */
+};
+bool vs_res_cookie(struct vs_response *res, const struct vs_cookie *ck);
+/* Cache-Control (API.md 1.7), replacing none already set. */
+bool vs_res_cache_control(struct vs_response *res, const char *value);
 
 const char *vs_status_text(int status);
 const char *vs_default_code(int status);

@@ -3,8 +3,11 @@
  * route the worker answers; nginx passes everything except /static/ here.
  */
 #include "router.h"
+#include "accounts.h"
+#include "blobs.h"
 #include "client.h"
 #include "health.h"
+#include "web.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,34 @@ static const struct vs_route routes[] = {
 	  vs_handle_device_register },
 	{ "/api/v1/sync/push", 0, "POST", vs_handle_push },
 	{ "/api/v1/sync/pull", 0, "POST", vs_handle_pull },
+	/* Blobs (API.md 3.8): auth before the method, so the handler
+	 * checks the method itself. */
+	{ "/api/v1/blobs/", VS_RT_SUBTREE | VS_RT_ANY_METHOD, "GET, POST",
+	  vs_handle_blobs },
+	/* User account JSON API (API.md 4). */
+	{ "/api/v1/auth/register", 0, "POST", vs_handle_api_register },
+	{ "/api/v1/auth/confirm", 0, "GET, POST", vs_handle_api_confirm },
+	{ "/api/v1/auth/login", 0, "POST", vs_handle_api_login },
+	{ "/api/v1/auth/forgot", 0, "POST", vs_handle_api_forgot },
+	{ "/api/v1/auth/reset", 0, "POST", vs_handle_api_reset },
+	{ "/api/v1/user/devices", 0, "GET", vs_handle_user_devices },
+	{ "/api/v1/user/devices/", VS_RT_SUBTREE, "POST",
+	  vs_handle_user_device_action },
+	/* Web pages (API.md 5). The ANY_METHOD ones answer their own 405:
+	 * /register is a 404 for every method while registration is off,
+	 * and the no-store pages keep no-store on their 405 too. */
+	{ "/", 0, "GET", vs_handle_home },
+	{ "/register", VS_RT_ANY_METHOD, "GET, POST", vs_handle_register_page },
+	{ "/register/result", 0, "GET", vs_handle_register_result },
+	{ "/login", 0, "GET, POST", vs_handle_login_page },
+	{ "/dashboard", 0, "GET", vs_handle_dashboard },
+	{ "/forgot", 0, "GET, POST", vs_handle_forgot_page },
+	{ "/forgot/sent", 0, "GET", vs_handle_forgot_sent },
+	{ "/reset", VS_RT_ANY_METHOD, "GET, POST", vs_handle_reset_page },
+	{ "/reset/done", VS_RT_ANY_METHOD, "GET", vs_handle_reset_done },
+	{ "/confirm/result", VS_RT_ANY_METHOD, "GET", vs_handle_confirm_result },
+	{ "/logout", 0, "POST", vs_handle_logout },
+	{ "/locale", 0, "POST", vs_handle_locale },
 };
 static const size_t n_routes = sizeof(routes) / sizeof(routes[0]);
 
@@ -93,6 +124,16 @@ redirect_keep_query(struct vs_ctx *c, const char *path)
 	vs_buf_free(&loc);
 }
 
+/* JSON under /api/, the localized page elsewhere. */
+static void
+not_found(struct vs_ctx *c, const char *path)
+{
+	if (strncmp(path, "/api/", 5) == 0)
+		vs_res_not_found(c->res, path);
+	else
+		vs_web_not_found(c);
+}
+
 static bool
 subtree_root_redirect(struct vs_ctx *c)
 {
@@ -154,7 +195,7 @@ vs_route(struct vs_ctx *c)
 		if (location_safe(clean))
 			redirect_keep_query(c, clean);
 		else
-			vs_res_not_found(c->res, clean);
+			not_found(c, clean);
 		free(clean);
 		return;
 	}
@@ -163,7 +204,7 @@ vs_route(struct vs_ctx *c)
 	r = vs_route_find(c->req->path);
 	if (r == NULL) {
 		if (!subtree_root_redirect(c))
-			vs_res_not_found(c->res, c->req->path);
+			not_found(c, c->req->path);
 		return;
 	}
 	if (!(r->flags & VS_RT_ANY_METHOD) &&

@@ -370,6 +370,49 @@ vs_trim(char *s)
 	return s;
 }
 
+static bool
+is_dir(const char *p)
+{
+	struct stat st;
+	return p != NULL && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *
+vs_find_share_dir(const char *env_name, const char *sub,
+		  const char *installed, const char *source)
+{
+	const char *env = getenv(env_name);
+	char self[4096], buf[4096 + 64];
+	ssize_t n;
+
+	if (env != NULL && *env != '\0')
+		return strdup(env);
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		char *slash, *dir;
+		self[n] = '\0';
+		slash = strrchr(self, '/');
+		if (slash != NULL) {
+			*slash = '\0';
+			/* Only a bin/ directory has a share/ beside it that is
+			 * ours: a build directory's neighbour is not. */
+			dir = strrchr(self, '/');
+			if (dir != NULL && strcmp(dir, "/bin") == 0) {
+				snprintf(buf, sizeof(buf),
+					 "%s/../share/verstak-sync-server/%s", self, sub);
+				if (is_dir(buf))
+					return realpath(buf, NULL);
+			}
+		}
+	}
+	if (installed != NULL && is_dir(installed))
+		return strdup(installed);
+	if (source != NULL && is_dir(source))
+		return strdup(source);
+	snprintf(buf, sizeof(buf), "/usr/share/verstak-sync-server/%s", sub);
+	return strdup(buf);
+}
+
 char *
 vs_strdup0(const char *s)
 {

@@ -58,6 +58,13 @@ bool vs_mkdir_p(const char *path, mode_t mode);
 char *vs_path_join(const char *dir, const char *name);
 /* Trims ASCII white space in place; returns s. */
 char *vs_trim(char *s);
+/* Where a directory of shipped files (templates, static) is, in order:
+ * the environment variable env_name; <prefix>/share/verstak-sync-server/
+ * <sub> when this program runs as <prefix>/bin/... (an installed tree or
+ * scripts/build.sh's ./build/bin); the configured install path; the
+ * source tree (make check). malloc'd; NULL on OOM. */
+char *vs_find_share_dir(const char *env_name, const char *sub,
+			const char *installed, const char *source);
 /* strdup that returns NULL for NULL. */
 char *vs_strdup0(const char *s);
 

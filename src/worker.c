@@ -14,6 +14,7 @@
 #include "request.h"
 #include "response.h"
 #include "router.h"
+#include "template.h"
 
 #include <errno.h>
 #include <fcgiapp.h>
@@ -244,6 +245,13 @@ vs_worker_run(const char *data_dir)
 		vs_app_close(&app);
 		return 1;
 	}
+	/* Pages are rendered from files: a worker that cannot load them
+	 * stops here, at start, instead of failing on its first page. */
+	if (vs_tpl_global() == NULL) {
+		vs_log_error("cannot start: the page templates did not load");
+		vs_app_close(&app);
+		return 1;
+	}
 	if (FCGX_Init() != 0 || FCGX_InitRequest(&freq, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
 		vs_log_error("cannot initialise libfcgi");
 		vs_app_close(&app);
@@ -281,6 +289,7 @@ vs_worker_run(const char *data_dir)
 	FCGX_Free(&freq, 0);
 	vs_res_free(&res);
 	vs_buf_free(&out);
+	vs_tpl_global_free();
 	vs_app_close(&app);
 	return status;
 }
