@@ -1,10 +1,7 @@
 /*
- * accounts.c - see accounts.h.
- *
- * Two statements here touch server_users although users.c owns that
- * table: the lookup by exact e-mail for "forgot" (vs_user_find_login
- * would try user names first, D29) and the password update of a token
- * reset. users.h has neither yet; they belong there once it does.
+ * accounts.c - see accounts.h. server_users is users.c's: the lookup by
+ * exact e-mail for "forgot" (vs_user_find_login would try user names
+ * first, D29) and the password update of a token reset go through it.
  */
 #include "accounts.h"
 #include "audit.h"
@@ -40,10 +37,6 @@ static const char sql_token_use[] =
 	" AND expires_at = ?3";
 static const char sql_token_drop_resets[] =
 	"DELETE FROM server_email_tokens WHERE user_id = ?1 AND purpose = 'reset'";
-static const char sql_user_by_email[] =
-	"SELECT id FROM server_users WHERE email = ?1 ORDER BY rowid LIMIT 1";
-static const char sql_user_set_hash[] =
-	"UPDATE server_users SET password_hash = ?2 WHERE id = ?1";
 static const char sql_devices[] =
 	"SELECT d.id, d.name, d.vault_id, d.client_version, d.last_seen,"
 	" d.revoked_at, d.created_at"
@@ -251,30 +244,6 @@ vs_acct_register(struct vs_ctx *c, const char *username, const char *email,
 	return r;
 }
 
-static enum vs_db_status
-user_id_by_email(struct vs_db *db, const char *email, char id[256], bool *found)
-{
-	sqlite3_stmt *st = vs_db_stmt(db, sql_user_by_email);
-	enum vs_db_status s = VS_DB_OK;
-	int rc;
-
-	*found = false;
-	if (st == NULL)
-		return VS_DB_ERROR;
-	if (sqlite3_bind_text(st, 1, email, -1, SQLITE_STATIC) != SQLITE_OK)
-		return vs_db_status_of(db, SQLITE_ERROR, "user by email");
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		const unsigned char *t = sqlite3_column_text(st, 0);
-		snprintf(id, 256, "%s", t != NULL ? (const char *)t : "");
-		*found = id[0] != '\0';
-	} else if (rc != SQLITE_DONE) {
-		s = vs_db_status_of(db, rc, "user by email");
-	}
-	(void)sqlite3_reset(st);
-	return s;
-}
-
 enum vs_acct
 vs_acct_forgot(struct vs_ctx *c, const char *email, const char *locale)
 {
@@ -287,7 +256,7 @@ vs_acct_forgot(struct vs_ctx *c, const char *email, const char *locale)
 	s = vs_db_begin_write(db);
 	if (s != VS_DB_OK)
 		return acct_of(s);
-	s = user_id_by_email(db, email, id, &found);
+	s = vs_user_id_by_email(db, email, id, sizeof(id), &found);
 	if (s == VS_DB_OK && found)
 		s = token_issue(db, id, "reset", VS_RESET_TTL_SECONDS, token);
 	r = finish(db, acct_of(s));
@@ -352,6 +321,7 @@ vs_acct_reset(struct vs_ctx *c, const char *token, const char *new_password)
 	struct token_row row;
 	enum vs_db_status s;
 	int changes = 0;
+	bool found = false;
 
 	if (!vs_password_hash(new_password, newhash, sizeof(newhash)))
 		return VS_ACCT_ERROR;
@@ -370,11 +340,9 @@ vs_acct_reset(struct vs_ctx *c, const char *token, const char *new_password)
 		  "reset token");
 	if (s == VS_DB_OK && changes == 0)
 		return finish(db, VS_ACCT_INVALID_TOKEN);
-	changes = 0;
 	if (s == VS_DB_OK)
-		s = exec3(db, sql_user_set_hash, row.user_id, newhash, NULL,
-			  &changes, "set password");
-	if (s == VS_DB_OK && changes == 0)
+		s = vs_user_set_password_hash(db, row.user_id, newhash, &found);
+	if (s == VS_DB_OK && !found)
 		return finish(db, VS_ACCT_INVALID_TOKEN);
 	if (s == VS_DB_OK)
 		s = exec3(db, sql_token_drop_resets, row.user_id, NULL, NULL,

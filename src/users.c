@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -641,6 +642,10 @@ static const char sql_touch[] =
 	"UPDATE server_users SET last_seen = ?2 WHERE id = ?1";
 static const char sql_drop_sessions[] =
 	"DELETE FROM server_sessions WHERE scope = 'user' AND subject_id = ?1";
+static const char sql_set_hash[] =
+	"UPDATE server_users SET password_hash = ?2 WHERE id = ?1";
+static const char sql_id_by_email[] =
+	"SELECT id FROM server_users WHERE email = ?1 ORDER BY rowid LIMIT 1";
 
 /* One-row update; *found = whether the id matched (SQLite counts
  * matched rows, even when the value was already the same). */
@@ -681,6 +686,40 @@ vs_user_touch_last_seen(struct vs_db *db, const char *id, const char *ts)
 	if (ts == NULL)
 		return VS_DB_ERROR;
 	return update_one(db, sql_touch, id, ts, NULL, "touch user");
+}
+
+enum vs_db_status
+vs_user_set_password_hash(struct vs_db *db, const char *id, const char *hash,
+			  bool *found)
+{
+	if (hash == NULL)
+		return VS_DB_ERROR;
+	return update_one(db, sql_set_hash, id, hash, found, "set password");
+}
+
+enum vs_db_status
+vs_user_id_by_email(struct vs_db *db, const char *email, char *id,
+		    size_t idlen, bool *found)
+{
+	sqlite3_stmt *st = vs_db_stmt(db, sql_id_by_email);
+	enum vs_db_status s = VS_DB_OK;
+	int rc;
+
+	*found = false;
+	if (st == NULL)
+		return VS_DB_ERROR;
+	if (sqlite3_bind_text(st, 1, email, -1, SQLITE_STATIC) != SQLITE_OK)
+		return vs_db_status_of(db, SQLITE_ERROR, "user by email");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const unsigned char *t = sqlite3_column_text(st, 0);
+		snprintf(id, idlen, "%s", t != NULL ? (const char *)t : "");
+		*found = id[0] != '\0';
+	} else if (rc != SQLITE_DONE) {
+		s = vs_db_status_of(db, rc, "user by email");
+	}
+	(void)sqlite3_reset(st);
+	return s;
 }
 
 enum vs_db_status

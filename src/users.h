@@ -88,6 +88,14 @@ enum vs_db_status vs_user_touch_last_seen(struct vs_db *db, const char *id,
 /* Deletes the user's `user` sessions (scope 'user', subject = id) in the
  * caller's transaction: blocking, password changes (D10), deletion. */
 enum vs_db_status vs_user_delete_sessions(struct vs_db *db, const char *id);
+/* Replaces the password hash (caller's write transaction); *found false
+ * when the id does not exist. Callers end the sessions too (D10). */
+enum vs_db_status vs_user_set_password_hash(struct vs_db *db, const char *id,
+					    const char *hash, bool *found);
+/* The id of the user whose stored e-mail is exactly email (already
+ * lowercased): "forgot" matches addresses only, never user names. */
+enum vs_db_status vs_user_id_by_email(struct vs_db *db, const char *email,
+				      char *id, size_t idlen, bool *found);
 /* Deletes the user and everything DATA.md 8 lists, in the caller's
  * transaction; *found false when the id does not exist. */
 enum vs_db_status vs_user_delete_cascade(struct vs_db *db, const char *id,
