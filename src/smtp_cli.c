@@ -16,6 +16,7 @@
 #include "smtp_cli.h"
 #include "app.h"
 #include "audit.h"
+#include "cliopt.h"
 #include "db.h"
 #include "log.h"
 #include "mail.h"
@@ -56,17 +57,10 @@ struct opts {
 
 #define BIT(c) (1u << (c))
 
-struct optdef {
-	const char *name;
-	bool takes_value;
-	unsigned cmds;
-	size_t off;		/* const char * or bool field */
-};
+#define OSTR(n, field, c) VS_CLIOPT_STR(struct opts, n, field, c)
+#define OFLAG(n, field, c) VS_CLIOPT_FLAG(struct opts, n, field, c)
 
-#define OSTR(n, field, c) { n, true, c, offsetof(struct opts, field) }
-#define OFLAG(n, field, c) { n, false, c, offsetof(struct opts, field) }
-
-static const struct optdef optdefs[] = {
+static const struct vs_cliopt optdefs[] = {
 	OSTR("data", data, BIT(CMD_SET) | BIT(CMD_SHOW) | BIT(CMD_TEST)),
 	OSTR("host", host, BIT(CMD_SET)),
 	OSTR("port", port, BIT(CMD_SET)),
@@ -130,54 +124,24 @@ fail(const char *fmt, ...)
 	fputs("\n", stderr);
 }
 
-static const struct optdef *
-find_opt(const char *name, size_t len)
-{
-	for (size_t i = 0; i < sizeof(optdefs) / sizeof(optdefs[0]); i++)
-		if (strlen(optdefs[i].name) == len &&
-		    strncmp(optdefs[i].name, name, len) == 0)
-			return &optdefs[i];
-	return NULL;
-}
-
 /* "--name value", "--name=value" and "--flag"; 0 when fine, else the
  * exit status (2, or -1 for --help). */
 static int
 parse_opts(int argc, char **argv, struct opts *o)
 {
-	for (int i = 3; i < argc; i++) {
-		const char *arg = argv[i], *eq, *val;
-		const struct optdef *d;
-		const char **slot;
+	char err[256];
 
-		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
-			return -1;
-		if (strncmp(arg, "--", 2) != 0)
-			return usage_error("unexpected argument: %s", arg);
-		eq = strchr(arg + 2, '=');
-		d = find_opt(arg + 2, eq ? (size_t)(eq - arg - 2) :
-			     strlen(arg + 2));
-		if (d == NULL || !(d->cmds & BIT(o->cmd)))
-			return usage_error("unknown option for this command:"
-					   " %s", arg);
-		if (!d->takes_value) {
-			if (eq != NULL)
-				return usage_error("%s takes no value", arg);
-			*(bool *)((char *)o + d->off) = true;
-			continue;
-		}
-		if (eq != NULL)
-			val = eq + 1;
-		else if (i + 1 < argc)
-			val = argv[++i];
-		else
-			return usage_error("%s needs a value", arg);
-		slot = (const char **)(void *)((char *)o + d->off);
-		if (*slot != NULL)
-			return usage_error("option given twice: %s", arg);
-		*slot = val;
+	switch (vs_cliopt_parse(argc, argv, 3, optdefs,
+				sizeof(optdefs) / sizeof(optdefs[0]), BIT(o->cmd),
+				o, err, sizeof(err))) {
+	case VS_CLIOPT_OK:
+		return 0;
+	case VS_CLIOPT_HELP:
+		return -1;
+	case VS_CLIOPT_ERROR:
+		break;
 	}
-	return 0;
+	return usage_error("%s", err);
 }
 
 static int

@@ -15,6 +15,7 @@
 #endif
 #include "user_cli.h"
 #include "audit.h"
+#include "cliopt.h"
 #include "db.h"
 #include "json.h"
 #include "log.h"
@@ -62,18 +63,10 @@ struct opts {
 #define TARGET_CMDS (BIT(CMD_CONFIRM) | BIT(CMD_BLOCK) | BIT(CMD_UNBLOCK) | \
 		     BIT(CMD_DELETE))
 
-struct optdef {
-	const char *name;
-	bool takes_value;
-	unsigned cmds;
-	size_t off_str;		/* offset of the const char * field */
-	size_t off_flag;	/* offset of the bool field */
-};
+#define OSTR(n, field, c) VS_CLIOPT_STR(struct opts, n, field, c)
+#define OFLAG(n, field, c) VS_CLIOPT_FLAG(struct opts, n, field, c)
 
-#define OSTR(n, field, c) { n, true, c, offsetof(struct opts, field), 0 }
-#define OFLAG(n, field, c) { n, false, c, 0, offsetof(struct opts, field) }
-
-static const struct optdef optdefs[] = {
+static const struct vs_cliopt optdefs[] = {
 	OSTR("data", data, ALL_CMDS),
 	OSTR("username", username, BIT(CMD_ADD) | TARGET_CMDS),
 	OSTR("email", email, BIT(CMD_ADD)),
@@ -131,54 +124,24 @@ parse_cmd(const char *s, enum cmd *c)
 	return false;
 }
 
-static const struct optdef *
-find_opt(const char *name, size_t len)
-{
-	for (size_t i = 0; i < sizeof(optdefs) / sizeof(optdefs[0]); i++)
-		if (strlen(optdefs[i].name) == len &&
-		    strncmp(optdefs[i].name, name, len) == 0)
-			return &optdefs[i];
-	return NULL;
-}
-
 /* Parses "--name value", "--name=value" and "--flag"; returns 0 when
  * the options are fine, else the exit status (2, or -1 for --help). */
 static int
 parse_opts(int argc, char **argv, struct opts *o)
 {
-	for (int i = 3; i < argc; i++) {
-		const char *arg = argv[i], *eq, *val;
-		const struct optdef *d;
-		const char **slot;
+	char err[256];
 
-		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0)
-			return -1;
-		if (strncmp(arg, "--", 2) != 0)
-			return usage_error("unexpected argument: %s", arg);
-		eq = strchr(arg + 2, '=');
-		d = find_opt(arg + 2, eq ? (size_t)(eq - arg - 2) :
-			     strlen(arg + 2));
-		if (d == NULL || !(d->cmds & BIT(o->cmd)))
-			return usage_error("unknown option for this command:"
-					   " %s", arg);
-		if (!d->takes_value) {
-			if (eq != NULL)
-				return usage_error("%s takes no value", arg);
-			*(bool *)((char *)o + d->off_flag) = true;
-			continue;
-		}
-		if (eq != NULL)
-			val = eq + 1;
-		else if (i + 1 < argc)
-			val = argv[++i];
-		else
-			return usage_error("%s needs a value", arg);
-		slot = (const char **)(void *)((char *)o + d->off_str);
-		if (*slot != NULL)
-			return usage_error("option given twice: %s", arg);
-		*slot = val;
+	switch (vs_cliopt_parse(argc, argv, 3, optdefs,
+				sizeof(optdefs) / sizeof(optdefs[0]), BIT(o->cmd),
+				o, err, sizeof(err))) {
+	case VS_CLIOPT_OK:
+		return 0;
+	case VS_CLIOPT_HELP:
+		return -1;
+	case VS_CLIOPT_ERROR:
+		break;
 	}
-	return 0;
+	return usage_error("%s", err);
 }
 
 /* Per-command requirements after parsing. */
