@@ -462,23 +462,11 @@ sync_route(struct vs_ctx *c, bool push)
 {
 	struct vs_device d;
 	struct vs_scope sc;
-	size_t cap = (size_t)c->app->cfg.eff.limits.max_json_body;
 
 	if (!vs_h_device_auth(c, &d))
 		return;
-	if (!vs_h_require_user(c, &d))
+	if (!vs_h_require_user(c, &d) || !vs_h_read_body(c))
 		goto out;
-	switch (vs_request_read_body(c->req, cap)) {
-	case VS_BODY_OK:
-		break;
-	case VS_BODY_TOO_LARGE:
-		vs_res_error(c->res, 413, "request_too_large",
-			     "request body is too large");
-		goto out;
-	case VS_BODY_IO:
-		invalid_json(c);
-		goto out;
-	}
 	sc.user_id = d.user_id;
 	sc.vault_id = d.scope_vault;
 	sc.device_id = d.id;

@@ -9,23 +9,33 @@
 #include <string.h>
 
 bool
-vs_h_json_body(struct vs_ctx *c, cJSON **out)
+vs_h_read_body(struct vs_ctx *c)
 {
 	size_t cap = (size_t)c->app->cfg.eff.limits.max_json_body;
-	cJSON *v = NULL;
 
-	*out = NULL;
 	switch (vs_request_read_body(c->req, cap)) {
 	case VS_BODY_OK:
-		break;
+		return true;
 	case VS_BODY_TOO_LARGE:
 		vs_res_error(c->res, 413, "request_too_large",
 			     "request body is too large");
 		return false;
 	case VS_BODY_IO:
-		vs_res_error(c->res, 400, "invalid_json", "invalid JSON request");
-		return false;
+		break;
 	}
+	/* The front server went away mid-body: nothing sensible arrived. */
+	vs_res_error(c->res, 400, "invalid_json", "invalid JSON request");
+	return false;
+}
+
+bool
+vs_h_json_body(struct vs_ctx *c, cJSON **out)
+{
+	cJSON *v = NULL;
+
+	*out = NULL;
+	if (!vs_h_read_body(c))
+		return false;
 	switch (vs_json_parse(c->req->body, c->req->body_len, &v)) {
 	case VS_JSON_OK:
 		break;

@@ -17,6 +17,9 @@
 #include "ratelimit.h"
 #include "router.h"
 
+/* Reads the body, capped at max_json_body; false when refused (413, or
+ * 400 invalid_json when the body broke off; answer written). */
+bool vs_h_read_body(struct vs_ctx *c);
 /* Reads the body (capped at max_json_body) and decodes one JSON object
  * (or null). On failure the error is already answered and false
  * returned; on success *out must be freed with cJSON_Delete. */
