@@ -64,6 +64,22 @@ def children_of(ppid):
     return kids
 
 
+def remove_writer_queue(db_path):
+    """Removes the shared-memory writer queue of a test database
+    (src/writelock.c names it after the file's device and inode); a
+    server keeps its one object for good, a test suite would pile up
+    hundreds in /dev/shm."""
+    try:
+        st = os.stat(db_path)
+    except OSError:
+        return
+    name = f"/dev/shm/verstak-wlock-{st.st_dev:x}-{st.st_ino:x}-{os.getuid()}"
+    try:
+        os.unlink(name)
+    except OSError:
+        pass
+
+
 def copy_fixture(dest):
     """Copies the Go server's data directory to dest (writable)."""
     shutil.copytree(os.path.join(FIXTURE, "data"), dest)
@@ -221,6 +237,7 @@ class Stack:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
+            remove_writer_queue(os.path.join(self.data, "server.db"))
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
