@@ -2,7 +2,8 @@
  * db.h - the store: one SQLite connection per process on <data>/server.db.
  *
  * Owns: opening (file created 0640 before SQLite sees it, D27), the
- * pragmas (WAL, foreign_keys, synchronous=FULL, busy handling), the busy
+ * pragmas (WAL, foreign_keys, synchronous, busy handling), durability
+ * of every write commit before it is answered (vs_db_sync), the busy
  * handler, transactions (writes always BEGIN IMMEDIATE), the prepared
  * statement cache, and the schema: creation and the idempotent migration
  * to user_version 2 (DATA.md 4.4), plus this server's own soft-state
@@ -38,6 +39,9 @@ struct vs_db {
 	struct vs_stmt_slot *slots;
 	size_t n_slots, cap_slots;
 	int tx_depth;           /* 0 = no transaction open */
+	bool tx_write;          /* the open transaction is BEGIN IMMEDIATE */
+	bool sync_after_commit; /* NORMAL + vs_db_sync (see db.c) */
+	bool durable_seq_known; /* sync.c published the watermark once */
 	struct vs_wlock wlock;  /* queue of this server's writers */
 	unsigned busy_retries;  /* statistics: busy-handler invocations */
 	/* Busy handler state (db.c): how long one lock wait may last, when
@@ -78,7 +82,12 @@ int vs_db_user_version(struct vs_db *db);
  * begin_read = BEGIN DEFERRED (one snapshot for several SELECTs). */
 enum vs_db_status vs_db_begin_write(struct vs_db *db);
 enum vs_db_status vs_db_begin_read(struct vs_db *db);
+/* A write transaction's commit returns only once it is on stable
+ * storage (vs_db_sync); read transactions just end. */
 enum vs_db_status vs_db_commit(struct vs_db *db);
+/* Makes every transaction committed so far, by any process, durable
+ * (an fsync of the WAL; a no-op at FULL). */
+enum vs_db_status vs_db_sync(struct vs_db *db);
 void vs_db_rollback(struct vs_db *db);
 
 /* A cached prepared statement for a static SQL string (keyed by pointer),

@@ -43,11 +43,13 @@ const char vs_sync_sql_conflicts[] =
 	" AND server_sequence > ?6 AND op_type <> 'delete'"
 	" ORDER BY server_sequence";
 
-/* The scope maximum as one probe at the end of the scope index. */
+/* The scope maximum as one probe into the scope index, at the durable
+ * watermark (?3, see writelock.h): ops above it are committed but not
+ * yet fsynced, and pull never shows them. */
 const char vs_sync_sql_pull_max[] =
 	"SELECT server_sequence FROM server_ops"
 	" WHERE user_id = ?1 AND vault_id = ?2"
-	" AND server_sequence IS NOT NULL"
+	" AND server_sequence IS NOT NULL AND server_sequence <= ?3"
 	" ORDER BY server_sequence DESC LIMIT 1";
 
 const char vs_sync_sql_pull_page[] =
@@ -55,7 +57,12 @@ const char vs_sync_sql_pull_page[] =
 	" op_type, payload_json, created_at FROM server_ops"
 	" WHERE user_id = ?1 AND vault_id = ?2"
 	" AND server_sequence IS NOT NULL AND server_sequence > ?3"
+	" AND server_sequence <= ?5"
 	" ORDER BY server_sequence LIMIT ?4";
+
+/* The highest sequence of every scope (idx_server_ops_sequence). */
+static const char SQL_TOP_SEQUENCE[] =
+	"SELECT max(server_sequence) FROM server_ops";
 
 static const char SQL_BLOB_REF[] =
 	"SELECT size FROM server_blob_refs"
@@ -516,6 +523,8 @@ struct push_ctx {
 	char now[VS_TS_LEN];
 	size_t n_accepted;
 	struct vs_buf conflicts;	/* the entries, comma-separated */
+	int64_t top_seq;	/* highest sequence committed or allocated */
+	bool replayed;		/* res holds a stored answer */
 };
 
 /* Whether the transaction goes on, or stops with res already written
@@ -669,6 +678,8 @@ replay_idempotent(struct push_ctx *c)
 	vs_res_json(c->res, 200);
 	if (!vs_buf_append(&c->res->body, stored.s, stored.n))
 		vs_res_internal(c->res);
+	else
+		c->replayed = true;
 	return STOP;
 }
 
@@ -784,6 +795,8 @@ allocate_sequence(struct push_ctx *c, const struct push_op *op,
 	if (exec_bound(c, &b, "allocate sequence") == STOP)
 		return STOP;
 	*seq = sqlite3_last_insert_rowid(c->db->h);
+	if (*seq > c->top_seq)
+		c->top_seq = *seq;
 	return GO;
 }
 
@@ -898,10 +911,33 @@ finish_answer(struct push_ctx *c)
 	return exec_bound(c, &b, "store idempotency key");
 }
 
+/* The highest sequence committed by anyone, 0 for an empty log. Run
+ * under the write lock, it is the newest there is. */
+static int
+read_top_sequence(struct vs_db *db, int64_t *top)
+{
+	sqlite3_stmt *st = vs_db_stmt(db, SQL_TOP_SEQUENCE);
+	int rc;
+
+	*top = 0;
+	if (st == NULL)
+		return SQLITE_ERROR;	/* db.c logged why */
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*top = sqlite3_column_int64(st, 0);	/* NULL reads 0 */
+		return SQLITE_OK;
+	}
+	return rc;
+}
+
 /* Steps 6-9 of SYNC.md 2.2 inside the transaction. */
 static enum flow
 push_in_tx(struct push_ctx *c)
 {
+	int rc = read_top_sequence(c->db, &c->top_seq);
+
+	if (rc != SQLITE_OK)
+		return stop_db(c, rc, "top sequence");
 	if (check_blob_refs(c) == STOP || replay_idempotent(c) == STOP)
 		return STOP;
 	vs_res_json(c->res, 200);
@@ -910,6 +946,20 @@ push_in_tx(struct push_ctx *c)
 		if (process_op(c, i) == STOP)
 			return STOP;
 	return finish_answer(c);
+}
+
+/* Syncs the WAL and raises the durable watermark to top, the highest
+ * sequence committed before the sync. */
+static void
+publish_durable(struct vs_db *db, struct vs_response *res, int64_t top)
+{
+	enum vs_db_status s = vs_db_sync(db);
+
+	if (s != VS_DB_OK) {
+		answer_db_status(res, s);
+		return;
+	}
+	vs_wlock_raise_durable_seq(&db->wlock, top);
 }
 
 static void
@@ -931,15 +981,23 @@ push_execute(struct vs_db *db, const struct vs_scope *sc,
 		goto out;
 	}
 	if (push_in_tx(&c) == STOP) {
-		/* Errors and the replay alike leave nothing behind. */
+		/* Errors and the replay alike leave nothing behind. The
+		 * replayed ops were committed by another request, maybe
+		 * one whose fsync has not returned yet: sync before the
+		 * answer claims them. */
 		vs_db_rollback(db);
+		if (c.replayed)
+			publish_durable(db, res, c.top_seq);
 		goto out;
 	}
+	/* The commit returns once synced, and with it every commit up
+	 * to top_seq (all were written before it): pull may show them. */
 	s = vs_db_commit(db);	/* rolls back by itself on failure */
 	if (s != VS_DB_OK) {
 		answer_db_status(res, s);
 		goto out;
 	}
+	vs_wlock_raise_durable_seq(&db->wlock, c.top_seq);
 	if (!LIT(&res->body, "\n"))
 		/* Committed, but the answer cannot be built; the client's
 		 * retry is answered as a same-scope duplicate. */
@@ -988,6 +1046,7 @@ struct pull_page {
 	int64_t size;
 	int64_t max_seq;	/* scope maximum */
 	int64_t last_seq;	/* page_last_sequence */
+	int64_t durable;	/* nothing above it is shown */
 	bool has_more;
 };
 
@@ -1016,12 +1075,13 @@ bind_scope(sqlite3_stmt *st, const struct vs_scope *sc, struct binder *b)
 	return b->rc == SQLITE_OK;
 }
 
-/* The scope's highest sequence, 0 when it has no op. */
+/* The scope's highest durable sequence, 0 when it has none. */
 static int
 read_max_sequence(struct vs_db *db, const struct vs_scope *sc,
-		  int64_t *max_seq)
+		  struct pull_page *pg)
 {
 	sqlite3_stmt *st = vs_db_stmt(db, vs_sync_sql_pull_max);
+	int64_t *max_seq = &pg->max_seq;
 	struct binder b;
 	int rc;
 
@@ -1029,6 +1089,9 @@ read_max_sequence(struct vs_db *db, const struct vs_scope *sc,
 	if (st == NULL)
 		return SQLITE_ERROR;	/* db.c logged why */
 	if (!bind_scope(st, sc, &b))
+		return b.rc;
+	bind_i64(&b, pg->durable);
+	if (b.rc != SQLITE_OK)
 		return b.rc;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -1087,6 +1150,7 @@ read_page(struct vs_db *db, const struct vs_scope *sc,
 	bind_i64(&b, pg->since);
 	/* One row more than the page tells whether another page exists. */
 	bind_i64(&b, pg->size < INT64_MAX ? pg->size + 1 : -1);
+	bind_i64(&b, pg->durable);
 	if (b.rc != SQLITE_OK)
 		return b.rc;
 	LIT(out, "{\"ops\":[");
@@ -1138,6 +1202,42 @@ page_size(const struct vs_limits *lim, int64_t page_limit)
 	return page_limit;
 }
 
+/*
+ * Once per process, before its first pull: whatever was committed before
+ * this process started (by a worker that died before publishing, or by
+ * another server on the same files) is made durable and published, so
+ * the watermark can never stay below an op nobody will publish.
+ */
+static enum vs_db_status
+init_durable(struct vs_db *db)
+{
+	enum vs_db_status s;
+	int64_t top;
+	int rc;
+
+	if (db->wlock.shm == NULL) {
+		db->durable_seq_known = true;	/* FULL: all is durable */
+		return VS_DB_OK;
+	}
+	s = vs_db_begin_read(db);
+	if (s != VS_DB_OK)
+		return s;
+	rc = read_top_sequence(db, &top);
+	if (rc != SQLITE_OK) {
+		s = vs_db_status_of(db, rc, "top sequence");
+		vs_db_rollback(db);
+		return s == VS_DB_OK ? VS_DB_ERROR : s;
+	}
+	s = vs_db_commit(db);
+	if (s == VS_DB_OK)
+		s = vs_db_sync(db);
+	if (s != VS_DB_OK)
+		return s;
+	vs_wlock_raise_durable_seq(&db->wlock, top);
+	db->durable_seq_known = true;
+	return VS_DB_OK;
+}
+
 void
 vs_sync_pull(struct vs_db *db, const struct vs_limits *lim,
 	     const struct vs_scope *sc, const char *body, size_t len,
@@ -1163,6 +1263,13 @@ vs_sync_pull(struct vs_db *db, const struct vs_limits *lim,
 		PULL_RESERVE_MAX : 256 + (size_t)pg.size * PULL_BYTES_PER_OP;
 	(void)vs_buf_reserve(&res->body, reserve);	/* oom checked below */
 
+	/* The watermark is read before the snapshot starts: every op at or
+	 * below it was committed before, so the snapshot holds them all. */
+	if (!db->durable_seq_known && (s = init_durable(db)) != VS_DB_OK) {
+		answer_db_status(res, s);
+		return;
+	}
+	pg.durable = vs_wlock_durable_seq(&db->wlock);
 	/* D41: the maximum and the page come from one snapshot, so the
 	 * answer never shows a page beyond its own server_sequence. */
 	s = vs_db_begin_read(db);
@@ -1170,7 +1277,7 @@ vs_sync_pull(struct vs_db *db, const struct vs_limits *lim,
 		answer_db_status(res, s);
 		return;
 	}
-	rc = read_max_sequence(db, sc, &pg.max_seq);
+	rc = read_max_sequence(db, sc, &pg);
 	if (rc == SQLITE_OK)
 		rc = read_page(db, sc, &pg, &res->body);
 	if (rc != SQLITE_OK) {

@@ -21,11 +21,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WLOCK_MAGIC 0x56534c32u	/* "VSL2": layout and mutex type */
+#define WLOCK_MAGIC 0x56534c33u	/* "VSL3": layout and mutex type */
 
 struct vs_wlock_shared {
 	pthread_mutex_t mutex;
 	volatile uint32_t magic;
+	/* The durable watermark (writelock.h); 0 in a new object. Only
+	 * touched with __atomic builtins. */
+	int64_t durable_seq;
 };
 
 static bool
@@ -81,18 +84,28 @@ out:
 	return s;
 }
 
+/* The object's name: one per database file (device, inode) and user. */
+static bool
+shared_name(const char *db_path, char *name, size_t size)
+{
+	struct stat st;
+
+	if (stat(db_path, &st) != 0)
+		return false;
+	snprintf(name, size, "/verstak-wlock3-%llx-%llx-%lu",
+		 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+		 (unsigned long)getuid());
+	return true;
+}
+
 void
 vs_wlock_open(struct vs_wlock *w, const char *db_path)
 {
 	char name[96];
-	struct stat st;
 
 	memset(w, 0, sizeof(*w));
-	if (stat(db_path, &st) != 0)
+	if (!shared_name(db_path, name, sizeof(name)))
 		return;
-	snprintf(name, sizeof(name), "/verstak-wlock-%llx-%llx-%lu",
-		 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-		 (unsigned long)getuid());
 	w->shm = map_shared(name);
 	if (w->shm == NULL)
 		vs_log_warn("db: no shared writer queue (%s); waiting on SQLite alone",
@@ -142,4 +155,39 @@ vs_wlock_release(struct vs_wlock *w)
 		(void)pthread_mutex_unlock(&w->shm->mutex);
 		w->held = false;
 	}
+}
+
+int64_t
+vs_wlock_durable_seq(const struct vs_wlock *w)
+{
+	if (w->shm == NULL)
+		return INT64_MAX;
+	return __atomic_load_n(&w->shm->durable_seq, __ATOMIC_ACQUIRE);
+}
+
+void
+vs_wlock_raise_durable_seq(struct vs_wlock *w, int64_t seq)
+{
+	int64_t cur;
+
+	if (w->shm == NULL)
+		return;
+	cur = __atomic_load_n(&w->shm->durable_seq, __ATOMIC_RELAXED);
+	/* A failed exchange reloads cur; stop once someone else has
+	 * published at least as much. */
+	while (cur < seq &&
+	       !__atomic_compare_exchange_n(&w->shm->durable_seq, &cur, seq,
+					    true, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED))
+		;
+}
+
+bool
+vs_wlock_unlink(const char *db_path)
+{
+	char name[96];
+
+	if (!shared_name(db_path, name, sizeof(name)))
+		return false;
+	return shm_unlink(name) == 0 || errno == ENOENT;
 }

@@ -10,7 +10,14 @@
  * inode: the kernel wakes one waiter the moment the holder unlocks, a
  * holder that dies releases it (EOWNERDEAD), and the wait is bounded.
  *
- * Owns: the shared object and the mutex. Must never: replace SQLite's
+ * The same object carries the durable watermark of the operation log:
+ * the highest server sequence known to be on stable storage. Writers
+ * commit without an fsync under the lock and sync the WAL after letting
+ * go of it (db.h), so several commits share one fsync; until that sync
+ * has returned, a committed op must stay invisible to pull, or a device
+ * could advance its cursor past an op that a power cut takes back.
+ *
+ * Owns: the shared object, the mutex and the watermark. Must never: replace SQLite's
  * own locking (BEGIN IMMEDIATE still decides; other programs writing the
  * database do not know this mutex and are handled by the busy handler).
  */
@@ -18,6 +25,7 @@
 #define VS_WRITELOCK_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct vs_wlock_shared;
 
@@ -34,5 +42,18 @@ void vs_wlock_close(struct vs_wlock *w);
  * caller goes on and lets SQLite's busy handling decide). */
 bool vs_wlock_acquire(struct vs_wlock *w, unsigned timeout_ms);
 void vs_wlock_release(struct vs_wlock *w);
+
+/* The durable watermark; INT64_MAX when there is no shared object (then
+ * every commit is synced before the lock is released: all is durable). */
+int64_t vs_wlock_durable_seq(const struct vs_wlock *w);
+/* Raises the watermark to seq (never lowers it). Only for a sequence
+ * whose commit, and every commit before it, has been synced. */
+void vs_wlock_raise_durable_seq(struct vs_wlock *w, int64_t seq);
+
+/* Removes the shared object of the database at db_path. Only when no
+ * process has the database open (tests, after their last close): a
+ * process still mapping the old object would no longer share the queue
+ * or the watermark with the ones that come after. */
+bool vs_wlock_unlink(const char *db_path);
 
 #endif

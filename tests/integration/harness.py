@@ -73,7 +73,7 @@ def remove_writer_queue(db_path):
         st = os.stat(db_path)
     except OSError:
         return
-    name = f"/dev/shm/verstak-wlock-{st.st_dev:x}-{st.st_ino:x}-{os.getuid()}"
+    name = f"/dev/shm/verstak-wlock3-{st.st_dev:x}-{st.st_ino:x}-{os.getuid()}"
     try:
         os.unlink(name)
     except OSError:

@@ -22,6 +22,7 @@
 #include "response.h"
 #include "router.h"
 #include "util.h"
+#include "test_rm.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -51,7 +52,7 @@ static struct vs_app app;
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-	return remove(path);
+	return vs_test_remove(path);
 }
 
 static void

@@ -18,6 +18,7 @@
 #include "mail.h"
 #include "smtp.h"
 #include "util.h"
+#include "test_rm.h"
 
 #include <check.h>
 #include <errno.h>
@@ -495,7 +496,7 @@ static struct vs_app app;
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-	return remove(path);
+	return vs_test_remove(path);
 }
 
 static void

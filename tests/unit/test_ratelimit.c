@@ -15,6 +15,7 @@
 #include "db.h"
 #include "ratelimit.h"
 #include "util.h"
+#include "test_rm.h"
 
 #include <check.h>
 #include <ftw.h>
@@ -44,7 +45,7 @@ fake_clock(void)
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-	return remove(path);
+	return vs_test_remove(path);
 }
 
 static void

@@ -19,6 +19,7 @@
 #include "session.h"
 #include "users.h"
 #include "util.h"
+#include "test_rm.h"
 
 #include <check.h>
 #include <ftw.h>
@@ -41,7 +42,7 @@ clock_fake(void)
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-	return remove(path);
+	return vs_test_remove(path);
 }
 
 static void

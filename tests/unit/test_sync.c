@@ -16,6 +16,7 @@
 #include "db.h"
 #include "json.h"
 #include "util.h"
+#include "test_rm.h"
 
 #include <check.h>
 #include <cjson/cJSON.h>
@@ -60,7 +61,7 @@ static struct vs_limits lim;
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-	return remove(path);
+	return vs_test_remove(path);
 }
 
 static void
@@ -1826,6 +1827,92 @@ START_TEST(test_pull_null_sequence_invisible)
 }
 END_TEST
 
+/* An op committed by another process whose fsync has not returned:
+ * the row is there, the durable watermark (writelock.h) is below it. */
+static void
+commit_unsynced_op(const char *op_id)
+{
+	char sql[512];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO server_revisions (op_id,"
+		 " device_id) VALUES ('%s', 'dev_a2')", op_id);
+	exec_ok(sql);
+	snprintf(sql, sizeof(sql), "INSERT INTO server_ops (op_id,"
+		 " server_sequence, user_id, vault_id, device_id, entity_type,"
+		 " entity_id, op_type, payload_json, created_at) VALUES ('%s',"
+		 " last_insert_rowid(), '" U_ALICE "', 'vault-a', 'dev_a2',"
+		 " 'note', 'n', 'create', '', '')", op_id);
+	exec_ok(sql);
+}
+
+/* Pull never shows an op above the durable watermark, and the watermark
+ * catches up with the next push (of any scope) or a new process. */
+START_TEST(test_pull_hides_unsynced_ops)
+{
+	struct reply r;
+
+	if (db.wlock.shm == NULL)
+		return;	/* FULL: nothing is ever committed unsynced */
+	push_many(&SC_A1, "a", 2);
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), op_seq("a-1"));
+	r = pull(&SC_A1, 0, 0);	/* this process's first pull */
+	reply_free(&r);
+	ck_assert(db.durable_seq_known);
+	commit_unsynced_op("late-1");
+	ck_assert_int_gt(op_seq("late-1"), op_seq("a-1"));
+
+	r = pull(&SC_A1, 0, 0);
+	check_page(&r, 0, op_seq("a-1"), 2, false);
+	ck_assert_ptr_null(strstr(r.raw, "late-1"));
+	reply_free(&r);
+	/* from the cursor too: nothing yet, and the cursor stays */
+	r = pull(&SC_A1, op_seq("a-1"), 0);
+	check_page(&r, op_seq("a-1"), op_seq("a-1"), 0, false);
+	reply_free(&r);
+
+	/* Bob's push syncs the WAL, and with it Alice's op */
+	push_many(&SC_B, "b", 1);
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), op_seq("b-0"));
+	r = pull(&SC_A1, op_seq("a-1"), 0);
+	check_page(&r, op_seq("a-1"), op_seq("late-1"), 1, false);
+	ck_assert_ptr_nonnull(strstr(r.raw, "\"late-1\""));
+	reply_free(&r);
+
+	/* a process's first pull publishes what was there before it */
+	commit_unsynced_op("late-2");
+	r = pull(&SC_A1, op_seq("late-1"), 0);
+	check_page(&r, op_seq("late-1"), op_seq("late-1"), 0, false);
+	reply_free(&r);
+	db.durable_seq_known = false;
+	r = pull(&SC_A1, op_seq("late-1"), 0);
+	check_page(&r, op_seq("late-1"), op_seq("late-2"), 1, false);
+	reply_free(&r);
+	ck_assert(db.durable_seq_known);
+}
+END_TEST
+
+/* A replayed answer names ops another request committed: the replay
+ * syncs and publishes them before it is sent. */
+START_TEST(test_replay_publishes)
+{
+	struct reply r;
+	int64_t top;
+
+	if (db.wlock.shm == NULL)
+		return;
+	r = push_ops_k(&SC_A1, "k-1", note_op("r-0"));
+	ck_assert_int_eq(r.status, 200);
+	reply_free(&r);
+	commit_unsynced_op("late-3");
+	top = op_seq("late-3");
+	ck_assert_int_lt(vs_wlock_durable_seq(&db.wlock), top);
+	r = push_ops_k(&SC_A1, "k-1", note_op("r-0"));
+	ck_assert_int_eq(r.status, 200);
+	reply_free(&r);
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), top);
+}
+END_TEST
+
 START_TEST(test_pull_verbatim)
 {
 	static const char *const payloads[] = {
@@ -2258,6 +2345,8 @@ sync_suite(void)
 	tcase_add_test(tp, test_pull_decode_errors);
 	tcase_add_test(tp, test_pull_queries_use_scope_index);
 	tcase_add_test(tp, test_pull_paging);
+	tcase_add_test(tp, test_pull_hides_unsynced_ops);
+	tcase_add_test(tp, test_replay_publishes);
 	tcase_add_test(tp, test_pull_page_limit_config);
 	tcase_add_test(tp, test_pull_null_sequence_invisible);
 	tcase_add_test(tp, test_pull_verbatim);

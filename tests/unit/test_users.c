@@ -16,6 +16,7 @@
 #include "password.h"
 #include "users.h"
 #include "util.h"
+#include "test_rm.h"
 
 #include <check.h>
 #include <errno.h>
@@ -47,7 +48,7 @@ static struct vs_db db;
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-	return remove(path);
+	return vs_test_remove(path);
 }
 
 static void
