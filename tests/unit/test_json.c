@@ -602,6 +602,76 @@ START_TEST(test_put_long_mixed)
 }
 END_TEST
 
+/* The escape of one ASCII byte, written out the slow way. */
+static void
+ref_escape(struct vs_buf *b, unsigned char c)
+{
+	switch (c) {
+	case '"': vs_buf_puts(b, "\\\""); break;
+	case '\\': vs_buf_puts(b, "\\\\"); break;
+	case '\n': vs_buf_puts(b, "\\n"); break;
+	case '\r': vs_buf_puts(b, "\\r"); break;
+	case '\t': vs_buf_puts(b, "\\t"); break;
+	default:
+		if (c < 0x20 || c == '<' || c == '>' || c == '&')
+			vs_buf_printf(b, "\\u%04x", c);
+		else
+			vs_buf_append(b, &c, 1);
+	}
+}
+
+/* Every special byte at every offset of runs longer than the 16-byte
+ * blocks the scanner tests at once: the exact output, byte for byte. */
+START_TEST(test_put_special_at_every_offset)
+{
+	static const unsigned char specials[] = {
+		'"', '\\', '<', '>', '&', '\n', '\t', 0x01, 0x1f, 0x00, ' ', '~',
+		0x7f,
+	};
+
+	for (size_t k = 0; k < sizeof(specials); k++) {
+		for (size_t len = 1; len <= 40; len++) {
+			for (size_t pos = 0; pos < len; pos++) {
+				char in[40];
+				struct vs_buf got, want;
+
+				for (size_t i = 0; i < len; i++)
+					in[i] = (char)('a' + i % 26);
+				in[pos] = (char)specials[k];
+				if (pos + 17 < len)	/* a second one, a block on */
+					in[pos + 17] = (char)specials[k];
+				vs_buf_init(&got);
+				vs_buf_init(&want);
+				vs_buf_puts(&want, "\"");
+				for (size_t i = 0; i < len; i++)
+					ref_escape(&want, (unsigned char)in[i]);
+				vs_buf_puts(&want, "\"");
+				ck_assert(vs_json_put_strn(&got, in, len));
+				ck_assert_uint_eq(got.len, want.len);
+				ck_assert_msg(memcmp(got.data, want.data,
+						     got.len) == 0,
+					      "byte %u at %zu of %zu: %s",
+					      specials[k], pos, len, got.data);
+				vs_buf_free(&got);
+				vs_buf_free(&want);
+			}
+		}
+	}
+	/* A non-ASCII byte ends a plain run too (valid UTF-8 is kept). */
+	{
+		struct vs_buf b;
+
+		vs_buf_init(&b);
+		ck_assert(vs_json_put_str(&b, "abcdefghijklmnopqr\xc3\xa9st"));
+		ck_assert_str_eq(b.data, "\"abcdefghijklmnopqr\xc3\xa9st\"");
+		vs_buf_reset(&b);
+		ck_assert(vs_json_put_str(&b, "abcdefghijklmnopq\xffrs"));
+		ck_assert_str_eq(b.data, "\"abcdefghijklmnopq\\ufffdrs\"");
+		vs_buf_free(&b);
+	}
+}
+END_TEST
+
 START_TEST(test_put_random_bytes_always_valid)
 {
 	/* Deterministic pseudo-random byte strings: the output is always
@@ -670,6 +740,7 @@ json_suite(void)
 
 	tc = tcase_create("parse");
 	tcase_add_test(tc, test_parse_object);
+	tcase_add_test(tc, test_put_special_at_every_offset);
 	tcase_add_test(tc, test_parse_null);
 	tcase_add_test(tc, test_parse_empty);
 	tcase_add_test(tc, test_parse_trailing);
