@@ -12,6 +12,7 @@
 #include "locale.h"
 #include "log.h"
 #include "mail.h"
+#include "page.h"
 #include "password.h"
 #include "web.h"
 
@@ -920,7 +921,7 @@ revoke_authorised(struct vs_ctx *c, bool form_mode, const struct vs_user *u,
 		case VS_RL_OK:
 			break;
 		case VS_RL_LIMITED:
-			vs_web_rate_limited(c, retry);
+			vs_page_rate_limited(c, retry);
 			return false;
 		case VS_RL_BUSY:
 			vs_res_busy(c->res);
@@ -1004,7 +1005,7 @@ vs_handle_user_device_action(struct vs_ctx *c)
 	/* The form is read before the CSRF check, which may need its
 	 * csrf_token field; reading a body changes nothing. */
 	if (vs_is_form_content(c->req->content_type)) {
-		enum vs_form_rc fr = vs_web_read_form(c, &form);
+		enum vs_form_rc fr = vs_form_read(c, &form);
 		if (fr == VS_FORM_TOO_LARGE) {
 			vs_res_error(c->res, 413, "request_too_large",
 				     "request body is too large");

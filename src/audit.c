@@ -5,6 +5,7 @@
  * user/device/ip/message and created_at written explicitly in the
  * section-5 format (the column default would be datetime('now'), which
  * is not that format).
+ * Also the console's read side: the newest rows and their severity.
  * Must never: log the row it writes, build a message from request input
  * (callers pass fixed texts), or open a transaction when the caller
  * already holds one.
@@ -12,6 +13,13 @@
 #include "audit.h"
 #include "log.h"
 #include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char sql_recent[] =
+	"SELECT id, event_type, user_id, device_id, ip, message, created_at"
+	" FROM server_audit_log ORDER BY id DESC LIMIT ?1";
 
 static const char sql_audit[] =
 	"INSERT INTO server_audit_log"
@@ -79,4 +87,97 @@ vs_audit(struct vs_db *db, const char *event, const char *user_id,
 		return s;
 	}
 	return vs_db_commit(db);
+}
+
+void
+vs_audit_rows_free(struct vs_audit_row *r, size_t n)
+{
+	for (size_t i = 0; r != NULL && i < n; i++) {
+		free(r[i].event_type);
+		free(r[i].user_id);
+		free(r[i].device_id);
+		free(r[i].ip);
+		free(r[i].message);
+		free(r[i].created_at);
+	}
+	free(r);
+}
+
+static bool
+read_audit_row(sqlite3_stmt *st, struct vs_audit_row *r)
+{
+	char **cols[] = { &r->event_type, &r->user_id, &r->device_id, &r->ip,
+			  &r->message, &r->created_at };
+	bool ok = true;
+
+	r->id = sqlite3_column_int64(st, 0);
+	for (int i = 0; i < (int)(sizeof(cols) / sizeof(cols[0])); i++) {
+		const unsigned char *t = sqlite3_column_text(st, i + 1);
+		*cols[i] = strdup(t != NULL ? (const char *)t : "");
+		ok = ok && *cols[i] != NULL;
+	}
+	return ok;
+}
+
+enum vs_db_status
+vs_audit_recent(struct vs_db *db, int limit, struct vs_audit_row **out,
+		size_t *n)
+{
+	sqlite3_stmt *st = vs_db_stmt(db, sql_recent);
+	struct vs_audit_row *rows;
+	enum vs_db_status s = VS_DB_OK;
+	size_t count = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (limit <= 0)
+		return VS_DB_OK;
+	if (st == NULL)
+		return VS_DB_ERROR;
+	rows = calloc((size_t)limit, sizeof(*rows));
+	if (rows == NULL) {
+		vs_log_error("audit: out of memory");
+		return VS_DB_ERROR;
+	}
+	rc = sqlite3_bind_int(st, 1, limit);
+	if (rc != SQLITE_OK) {
+		free(rows);
+		return vs_db_status_of(db, rc, "recent audit bind");
+	}
+	while (count < (size_t)limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		/* count first: a half-read row is freed with the rest */
+		if (!read_audit_row(st, &rows[count++])) {
+			vs_log_error("audit: out of memory");
+			s = VS_DB_ERROR;
+			break;
+		}
+	}
+	if (s == VS_DB_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		s = vs_db_status_of(db, rc, "recent audit");
+	(void)sqlite3_reset(st);
+	if (s != VS_DB_OK) {
+		vs_audit_rows_free(rows, count);
+		return s;
+	}
+	if (count == 0) {
+		free(rows);
+		rows = NULL;
+	}
+	*out = rows;
+	*n = count;
+	return VS_DB_OK;
+}
+
+const char *
+vs_audit_severity(const char *t)
+{
+	if (t == NULL)
+		return "info";
+	if (strstr(t, "failed") != NULL || strstr(t, "error") != NULL)
+		return "error";
+	if (strstr(t, "rate_limit") != NULL || strstr(t, "revoked") != NULL ||
+	    strstr(t, "blocked") != NULL)
+		return "warning";
+	return "info";
 }

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <yaml.h>
@@ -846,6 +847,20 @@ parse_file(FILE *f, const char *path, struct vs_settings *s, char *err,
 	return ok;
 }
 
+static void
+stamp_of(const struct stat *st, struct vs_config_stamp *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->present = true;
+	out->dev = (uint64_t)st->st_dev;
+	out->ino = (uint64_t)st->st_ino;
+	out->size = (uint64_t)st->st_size;
+	out->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 +
+			st->st_mtim.tv_nsec;
+	out->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 +
+			st->st_ctim.tv_nsec;
+}
+
 /* Reads config.yml into cfg->file; an absent file is not an error. */
 static bool
 read_file(struct vs_config *cfg, char *err, size_t errlen)
@@ -865,6 +880,7 @@ read_file(struct vs_config *cfg, char *err, size_t errlen)
 		return failf(err, errlen, "%s: not a regular file", cfg->path);
 	}
 	cfg->file_exists = true;
+	stamp_of(&st, &cfg->stamp);
 	ok = parse_file(f, cfg->path, &cfg->file, err, errlen);
 	if (fclose(f) != 0 && ok)
 		return failf(err, errlen, "cannot read %s: %s", cfg->path,
@@ -890,6 +906,71 @@ vs_config_load(struct vs_config *cfg, const char *data_dir, char *err,
 		vs_config_free(cfg);
 		return false;
 	}
+	return true;
+}
+
+static bool
+stamp_equal(const struct vs_config_stamp *a, const struct vs_config_stamp *b)
+{
+	if (a->present != b->present)
+		return false;
+	return !a->present ||
+	       (a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+		a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns);
+}
+
+/* Changed in the last two seconds (or "in the future"): a second write
+ * within the file system's timestamp granularity could leave the same
+ * stamp, so such a file is read again on every refresh. */
+static bool
+recently_changed(const struct vs_config_stamp *st)
+{
+	struct timespec ts;
+	int64_t now_ns;
+
+	if (!st->present)
+		return false;
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+		return true;
+	now_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return now_ns - st->mtime_ns < INT64_C(2000000000) ||
+	       now_ns - st->ctime_ns < INT64_C(2000000000);
+}
+
+bool
+vs_config_refresh_admins(struct vs_config *cfg, char *err, size_t errlen)
+{
+	struct vs_config_stamp now;
+	struct vs_config fresh;
+	struct stat st;
+	struct vs_admin *a;
+	size_t n;
+
+	memset(&now, 0, sizeof(now));
+	if (stat(cfg->path, &st) == 0)
+		stamp_of(&st, &now);
+	else if (errno != ENOENT)
+		return failf(err, errlen, "cannot read %s: %s", cfg->path,
+			     strerror(errno));
+	if (stamp_equal(&now, &cfg->stamp) && !recently_changed(&now))
+		return true;
+	if (!vs_config_load(&fresh, cfg->data_dir, err, errlen))
+		return false;
+	/* Swap the lists: fresh takes the old ones and frees them. */
+	a = cfg->file.admins;
+	n = cfg->file.n_admins;
+	cfg->file.admins = fresh.file.admins;
+	cfg->file.n_admins = fresh.file.n_admins;
+	fresh.file.admins = a;
+	fresh.file.n_admins = n;
+	a = cfg->eff.admins;
+	n = cfg->eff.n_admins;
+	cfg->eff.admins = fresh.eff.admins;
+	cfg->eff.n_admins = fresh.eff.n_admins;
+	fresh.eff.admins = a;
+	fresh.eff.n_admins = n;
+	cfg->stamp = fresh.stamp;
+	vs_config_free(&fresh);
 	return true;
 }
 

@@ -58,6 +58,13 @@ struct vs_settings {
 	size_t n_admins;
 };
 
+/* Which config.yml a load read (vs_config_refresh_admins compares). */
+struct vs_config_stamp {
+	bool present;                 /* the file existed */
+	uint64_t dev, ino, size;
+	int64_t mtime_ns, ctime_ns;
+};
+
 struct vs_config {
 	char *data_dir;
 	char *path;                   /* <data>/config.yml */
@@ -66,6 +73,7 @@ struct vs_config {
 	struct vs_settings eff;       /* defaults + file + overrides; every
 				       * string and trusted_proxies non-NULL */
 	bool public_url_overridden;   /* VERSTAK_PUBLIC_URL applied to eff */
+	struct vs_config_stamp stamp; /* the file the admin lists come from */
 };
 
 /* Transient overrides from argv/env; NULL/0 = not given. */
@@ -87,6 +95,16 @@ bool vs_config_apply_overrides(struct vs_config *cfg,
 			       const struct vs_overrides *ov,
 			       char *err, size_t errlen);
 void vs_config_free(struct vs_config *cfg);
+
+/* Re-reads the admin list (only that) when config.yml is not the file
+ * last read: another process (the CLI's --admin-user, a hand edit, the
+ * reference server) may add, remove or re-password an admin while
+ * workers run, and an admin's identity must follow the file (D31).
+ * Replaces the admins of cfg->file and cfg->eff; everything else keeps
+ * its start-up value (limits and the rest need a restart). False with a
+ * reason when the file cannot be read or parsed; the lists are then
+ * left as they were and the caller must not trust them. */
+bool vs_config_refresh_admins(struct vs_config *cfg, char *err, size_t errlen);
 
 /* Creates or replaces the admin (bcrypt hash given) in both copies and
  * saves the file atomically. */

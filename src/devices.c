@@ -40,6 +40,11 @@ static const char sql_touch[] =
 	"UPDATE server_devices SET last_seen = ?2 WHERE id = ?1";
 static const char sql_owner[] =
 	"SELECT blocked FROM server_users WHERE id = ?1";
+static const char sql_recent[] =
+	"SELECT d.id, d.name, u.username, d.vault_id, d.client_version,"
+	" d.last_seen, d.revoked_at, d.created_at"
+	" FROM server_devices d LEFT JOIN server_users u ON u.id = d.user_id"
+	" ORDER BY d.created_at DESC, d.id DESC LIMIT ?1";
 
 void
 vs_device_free(struct vs_device *d)
@@ -277,4 +282,85 @@ vs_device_owner_blocked(struct vs_db *db, const char *user_id, bool *blocked,
 	}
 	sqlite3_reset(st);
 	return s;
+}
+
+void
+vs_device_summaries_free(struct vs_device_summary *d, size_t n)
+{
+	for (size_t i = 0; d != NULL && i < n; i++) {
+		free(d[i].id);
+		free(d[i].name);
+		free(d[i].user);
+		free(d[i].vault_id);
+		free(d[i].client_version);
+		free(d[i].last_seen);
+		free(d[i].revoked_at);
+		free(d[i].created_at);
+	}
+	free(d);
+}
+
+static bool
+read_summary(sqlite3_stmt *st, struct vs_device_summary *d)
+{
+	char **cols[] = { &d->id, &d->name, &d->user, &d->vault_id,
+			  &d->client_version, &d->last_seen, &d->revoked_at,
+			  &d->created_at };
+	bool ok = true;
+
+	for (int i = 0; i < (int)(sizeof(cols) / sizeof(cols[0])); i++) {
+		*cols[i] = col_dup(st, i);
+		ok = ok && *cols[i] != NULL;
+	}
+	return ok;
+}
+
+enum vs_db_status
+vs_device_recent(struct vs_db *db, int limit, struct vs_device_summary **out,
+		 size_t *n)
+{
+	sqlite3_stmt *st = vs_db_stmt(db, sql_recent);
+	struct vs_device_summary *rows;
+	enum vs_db_status s = VS_DB_OK;
+	size_t count = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (limit <= 0)
+		return VS_DB_OK;
+	if (st == NULL)
+		return VS_DB_ERROR;
+	rows = calloc((size_t)limit, sizeof(*rows));
+	if (rows == NULL) {
+		vs_log_error("devices: out of memory");
+		return VS_DB_ERROR;
+	}
+	rc = sqlite3_bind_int(st, 1, limit);
+	if (rc != SQLITE_OK) {
+		free(rows);
+		return vs_db_status_of(db, rc, "recent devices bind");
+	}
+	while (count < (size_t)limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		/* count first: a half-read row is freed with the rest */
+		if (!read_summary(st, &rows[count++])) {
+			vs_log_error("devices: out of memory");
+			s = VS_DB_ERROR;
+			break;
+		}
+	}
+	if (s == VS_DB_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		s = vs_db_status_of(db, rc, "recent devices");
+	sqlite3_reset(st);
+	if (s != VS_DB_OK) {
+		vs_device_summaries_free(rows, count);
+		return s;
+	}
+	if (count == 0) {
+		free(rows);
+		rows = NULL;
+	}
+	*out = rows;
+	*n = count;
+	return VS_DB_OK;
 }

@@ -5,14 +5,15 @@
  * Owns: every SQL statement on server_devices and server_user_devices:
  * lookup by token hash and by legacy plaintext key, creating a device
  * with a fresh token (only its SHA-256 and display hints are stored),
- * revoking (the first revocation time is kept, D37), and the throttled
- * last_seen refresh (D38).
+ * revoking (the first revocation time is kept, D37), the throttled
+ * last_seen refresh (D38), and the console's newest-devices list.
  * Must never: store or log a device token in clear.
  */
 #ifndef VS_DEVICES_H
 #define VS_DEVICES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include "db.h"
 
 /* Tokens: 32 random bytes as 64 hex chars. */
@@ -66,5 +67,17 @@ void vs_device_touch(struct vs_db *db, struct vs_device *d);
 /* Is the user blocked? *found false when the user row is missing. */
 enum vs_db_status vs_device_owner_blocked(struct vs_db *db, const char *user_id,
 					  bool *blocked, bool *found);
+
+/* One row of the admin console's device lists: strings, "" for NULL;
+ * user is the owner's user name ("" when the owner row is missing). */
+struct vs_device_summary {
+	char *id, *name, *user, *vault_id, *client_version, *last_seen,
+	     *revoked_at, *created_at;
+};
+/* The newest limit devices (created_at, then id, descending), with
+ * their owner's user name. *out is NULL when there are none. */
+enum vs_db_status vs_device_recent(struct vs_db *db, int limit,
+				   struct vs_device_summary **out, size_t *n);
+void vs_device_summaries_free(struct vs_device_summary *d, size_t n);
 
 #endif

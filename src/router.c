@@ -4,6 +4,7 @@
  */
 #include "router.h"
 #include "accounts.h"
+#include "admin_web.h"
 #include "blobs.h"
 #include "client.h"
 #include "health.h"
@@ -56,6 +57,16 @@ static const struct vs_route routes[] = {
 	{ "/confirm/result", VS_RT_ANY_METHOD, "GET", vs_handle_confirm_result },
 	{ "/logout", 0, "POST", vs_handle_logout },
 	{ "/locale", 0, "POST", vs_handle_locale },
+	/* Admin console (API.md 7). ANY_METHOD: the handlers answer their
+	 * own 405 so that it carries no-store like every /admin answer;
+	 * the Allow lists are still the ones named here. */
+	{ "/admin", VS_RT_ANY_METHOD, "GET", vs_handle_admin_root },
+	{ "/admin/login", VS_RT_ANY_METHOD, "GET, POST", vs_handle_admin_login },
+	{ "/admin/logout", VS_RT_ANY_METHOD, "POST", vs_handle_admin_logout },
+	{ "/admin/dashboard", VS_RT_ANY_METHOD, "GET",
+	  vs_handle_admin_dashboard },
+	{ "/admin/api/stats", VS_RT_ANY_METHOD, "GET",
+	  vs_handle_admin_api_stats },
 };
 static const size_t n_routes = sizeof(routes) / sizeof(routes[0]);
 

@@ -115,24 +115,15 @@ write_texts(struct vs_db *db, const char *sql, const char *const *v, int n,
 	return vs_db_commit(db);
 }
 
-enum vs_db_status
-vs_session_create(struct vs_db *db, enum vs_scope scope, const char *subject,
-		  char token[VS_SESSION_TOKEN_HEX + 1],
-		  char csrf[VS_SESSION_TOKEN_HEX + 1])
+/* Stores the session of token and csrf (both 64 hex, already made). */
+static enum vs_db_status
+insert_session(struct vs_db *db, enum vs_scope scope, const char *subject,
+	       const char *token, const char *csrf)
 {
 	char th[65], ch[65], now[VS_TS_LEN], exp[VS_TS_LEN];
 	const char *v[6];
 	time_t t = now_time();
-	enum vs_db_status s;
 
-	token[0] = csrf[0] = '\0';
-	if (subject == NULL || *subject == '\0')
-		return VS_DB_ERROR;
-	if (!vs_random_hex(32, token) || !vs_random_hex(32, csrf)) {
-		vs_log_error("sessions: random generator failed");
-		token[0] = csrf[0] = '\0';
-		return VS_DB_ERROR;
-	}
 	vs_sha256_hex(token, VS_SESSION_TOKEN_HEX, th);
 	vs_sha256_hex(csrf, VS_SESSION_TOKEN_HEX, ch);
 	vs_timestamp(t, now);
@@ -143,12 +134,85 @@ vs_session_create(struct vs_db *db, enum vs_scope scope, const char *subject,
 	v[3] = subject;
 	v[4] = exp;
 	v[5] = now;
-	s = write_texts(db, sql_insert, v, 6, "session insert");
+	return write_texts(db, sql_insert, v, 6, "session insert");
+}
+
+/* The CSRF token of a bound session: HMAC-SHA-256 keyed with bind over
+ * the session token. Anyone holding it learns nothing of the token. */
+static bool
+bound_csrf(const char *token, const char *bind, char out[65])
+{
+	return vs_hmac_sha256_hex(bind, strlen(bind), token,
+				  VS_SESSION_TOKEN_HEX, out);
+}
+
+static enum vs_db_status
+create(struct vs_db *db, enum vs_scope scope, const char *subject,
+       const char *bind, char token[VS_SESSION_TOKEN_HEX + 1],
+       char csrf[VS_SESSION_TOKEN_HEX + 1])
+{
+	enum vs_db_status s;
+	bool ok;
+
+	token[0] = csrf[0] = '\0';
+	if (subject == NULL || *subject == '\0' ||
+	    (bind != NULL && *bind == '\0'))
+		return VS_DB_ERROR;
+	ok = vs_random_hex(32, token);
+	if (ok)
+		ok = bind != NULL ? bound_csrf(token, bind, csrf)
+				  : vs_random_hex(32, csrf);
+	if (!ok) {
+		vs_log_error("sessions: random generator failed");
+		memset(token, 0, VS_SESSION_TOKEN_HEX + 1);
+		memset(csrf, 0, VS_SESSION_TOKEN_HEX + 1);
+		return VS_DB_ERROR;
+	}
+	s = insert_session(db, scope, subject, token, csrf);
 	if (s != VS_DB_OK) {
 		memset(token, 0, VS_SESSION_TOKEN_HEX + 1);
 		memset(csrf, 0, VS_SESSION_TOKEN_HEX + 1);
 	}
 	return s;
+}
+
+enum vs_db_status
+vs_session_create(struct vs_db *db, enum vs_scope scope, const char *subject,
+		  char token[VS_SESSION_TOKEN_HEX + 1],
+		  char csrf[VS_SESSION_TOKEN_HEX + 1])
+{
+	return create(db, scope, subject, NULL, token, csrf);
+}
+
+enum vs_db_status
+vs_session_create_bound(struct vs_db *db, enum vs_scope scope,
+			const char *subject, const char *bind,
+			char token[VS_SESSION_TOKEN_HEX + 1],
+			char csrf[VS_SESSION_TOKEN_HEX + 1])
+{
+	if (bind == NULL) {
+		token[0] = csrf[0] = '\0';
+		return VS_DB_ERROR;
+	}
+	return create(db, scope, subject, bind, token, csrf);
+}
+
+bool
+vs_session_bound_to(const struct vs_session *s, const char *token,
+		    const char *bind)
+{
+	char csrf[65], h[65];
+	bool ok;
+
+	if (s == NULL || token == NULL || bind == NULL || *bind == '\0' ||
+	    s->csrf_hash[0] == '\0' || strlen(token) != VS_SESSION_TOKEN_HEX)
+		return false;
+	if (!bound_csrf(token, bind, csrf))
+		return false;
+	vs_sha256_hex(csrf, VS_SESSION_TOKEN_HEX, h);
+	ok = vs_ct_streq(h, s->csrf_hash);
+	memset(csrf, 0, sizeof(csrf));
+	return ok;
 }
 
 static void

@@ -6,7 +6,8 @@
  * stored only as SHA-256; 24 h absolute lifetime), validating a token
  * for one scope (a user token never validates as admin or the reverse;
  * an expired row is deleted when met), the throttled last_seen refresh,
- * and deleting one session or all of a subject's sessions.
+ * deleting one session or all of a subject's sessions, and binding a
+ * session to a secret of its subject (admin sessions, D31).
  * Must never: store, log or return a stored token in clear (only the
  * caller that created it holds the plaintext), extend a session's
  * lifetime, or decide HTTP answers.
@@ -47,6 +48,21 @@ enum vs_db_status vs_session_create(struct vs_db *db, enum vs_scope scope,
 				    const char *subject,
 				    char token[VS_SESSION_TOKEN_HEX + 1],
 				    char csrf[VS_SESSION_TOKEN_HEX + 1]);
+
+/* A session bound to a secret of its subject (admin sessions: the
+ * admin's password hash, D31). The CSRF token is derived from the
+ * session token and bind (HMAC-SHA-256) instead of drawn at random; the
+ * row still holds only the SHA-256 of each, as DATA.md 4.2 says, so the
+ * reference server reads it like any other. bind must be non-empty. */
+enum vs_db_status vs_session_create_bound(struct vs_db *db, enum vs_scope scope,
+					  const char *subject, const char *bind,
+					  char token[VS_SESSION_TOKEN_HEX + 1],
+					  char csrf[VS_SESSION_TOKEN_HEX + 1]);
+/* Was s (validated from token) created bound to bind? False for an
+ * unbound session (random CSRF token) and for any other bind value, so
+ * replacing the secret ends every session made with the old one. */
+bool vs_session_bound_to(const struct vs_session *s, const char *token,
+			 const char *bind);
 
 /* Looks token up in scope. *valid false for a malformed, unknown,
  * other-scope or expired token (an expired row is deleted). On success

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 void
@@ -148,6 +150,25 @@ vs_sha256_hex(const void *data, size_t len, char out[65])
 		return;
 	}
 	vs_hex(md, 32, out);
+}
+
+bool
+vs_hmac_sha256_hex(const void *key, size_t keylen, const void *msg,
+		   size_t msglen, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (keylen > INT_MAX ||
+	    HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, md, &mdlen) == NULL ||
+	    mdlen != 32) {
+		memset(out, 'x', 64);
+		out[64] = '\0';
+		return false;
+	}
+	vs_hex(md, 32, out);
+	OPENSSL_cleanse(md, sizeof(md));
+	return true;
 }
 
 bool

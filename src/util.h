@@ -28,6 +28,10 @@ void vs_hex(const unsigned char *in, size_t n, char *out);
 bool vs_random_hex(size_t nbytes, char *out);
 /* SHA-256 of s (as text) in lowercase hex (65 bytes). */
 void vs_sha256_hex(const void *data, size_t len, char out[65]);
+/* HMAC-SHA-256 of msg under key in lowercase hex (65 bytes); false
+ * (out all 'x', never matching a stored value) if libcrypto fails. */
+bool vs_hmac_sha256_hex(const void *key, size_t keylen, const void *msg,
+			size_t msglen, char out[65]);
 /* Constant-time equality of two strings (length leaks, content does not). */
 bool vs_ct_streq(const char *a, const char *b);
 bool vs_is_lower_hex(const char *s, size_t len);

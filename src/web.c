@@ -1,12 +1,13 @@
 /*
  * web.c - see web.h.
  *
- * Every page goes through page_begin() (locale, anonymous CSRF token,
- * the frame's values) and page_send() (template render into the body);
+ * Every page goes through vs_page_begin() (locale, anonymous CSRF token,
+ * the frame's values) and vs_page_send() (template render into the body);
  * handlers only add their own values, each of which the template layer
  * escapes. Flash texts are catalog keys translated here.
  */
 #include "web.h"
+#include "page.h"
 #include "accounts.h"
 #include "csrf.h"
 #include "health.h"
@@ -24,290 +25,24 @@
 #include <strings.h>
 #include <time.h>
 
-#define LOCALE_COOKIE "verstak_locale"
 #define LOCALE_COOKIE_MAX_AGE 31536000L
 #define SESSION_COOKIE_MAX_AGE 86400L
-
-/* Shown only when the templates themselves cannot be used. */
-static const char fallback_500[] =
-	"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-	"<title>Error</title></head><body><h1>Internal error</h1>"
-	"<p>The page could not be shown. Please try again later.</p>"
-	"</body></html>\n";
-
-struct page {
-	struct vs_ctx *c;
-	const struct vs_tpl_set *tpl;
-	const char *locale;
-	struct vs_tdata *d;
-	bool failed;	/* a catalog key was missing: never show the page */
-};
-
-static void
-internal_page(struct vs_ctx *c)
-{
-	vs_buf_reset(&c->res->headers);
-	vs_res_html(c->res, 500, fallback_500);
-}
-
-static const char *
-tr(struct page *p, const char *key)
-{
-	const char *t = vs_i18n_get(vs_tpl_i18n(p->tpl), p->locale, key);
-
-	if (t == NULL) {
-		/* The unit tests prove every key exists; if one still is
-		 * missing, the page fails rather than show a key (D1). */
-		vs_log_error("missing catalog text %s", key);
-		p->failed = true;
-		return "";
-	}
-	return t;
-}
-
-/* The current address for the language switch's "from" field. */
-static void
-set_from(struct page *p)
-{
-	const struct vs_request *r = p->c->req;
-
-	if (r->query[0] != '\0')
-		vs_td_printf(p->d, "from", "%s?%s", r->raw_path, r->query);
-	else
-		vs_td_str(p->d, "from", r->raw_path);
-}
-
-static void
-set_locale_choice(struct page *p)
-{
-	const char *ck = vs_request_cookie(p->c->req, LOCALE_COOKIE);
-	const char *v = ck != NULL ? vs_locale_cookie_value(ck) : "system";
-
-	vs_td_bool(p->d, "sel_en", strcmp(v, "en") == 0);
-	vs_td_bool(p->d, "sel_ru", strcmp(v, "ru") == 0);
-	vs_td_bool(p->d, "sel_system", strcmp(v, "system") == 0);
-}
-
-/* Starts a page; false (a 500 already written) when it cannot. */
-static bool
-page_begin(struct vs_ctx *c, struct page *p)
-{
-	char anon[VS_ANON_CSRF_MAX + 1];
-
-	memset(p, 0, sizeof(*p));
-	p->c = c;
-	p->tpl = vs_tpl_global();
-	p->locale = vs_acct_locale(c);
-	p->d = vs_td_new();
-	if (p->tpl == NULL || p->d == NULL ||
-	    !vs_csrf_anon_token(c->req, c->res, anon)) {
-		vs_td_free(p->d);
-		p->d = NULL;
-		internal_page(c);
-		return false;
-	}
-	vs_td_str(p->d, "lang", p->locale);
-	vs_td_str(p->d, "server_name", c->app->cfg.eff.server_name);
-	vs_td_str(p->d, "locale_csrf", anon);
-	vs_td_bool(p->d, "registration", c->app->cfg.eff.allow_registration);
-	set_from(p);
-	set_locale_choice(p);
-	return true;
-}
-
-static void
-page_free(struct page *p)
-{
-	vs_td_free(p->d);
-	p->d = NULL;
-}
-
-static void
-page_title(struct page *p, const char *key)
-{
-	vs_td_str(p->d, "title", tr(p, key));
-}
-
-static void
-page_flash_error(struct page *p, const char *key)
-{
-	vs_td_str(p->d, "flash_error", tr(p, key));
-}
-
-/* Renders template name with status into the response and frees p. */
-static void
-page_send(struct page *p, int status, const char *name)
-{
-	struct vs_response *res = p->c->res;
-
-	res->status = status;
-	res->content_type = "text/html; charset=utf-8";
-	vs_buf_reset(&res->body);
-	if (p->failed || !vs_tpl_render(p->tpl, name, p->locale, p->d,
-					&res->body))
-		internal_page(p->c);
-	page_free(p);
-}
-
-static void
-no_store(struct vs_ctx *c)
-{
-	(void)vs_res_cache_control(c->res, "no-store");
-}
-
-/* ------------------------------------------------------------------ */
-/* Shared answers                                                     */
-/* ------------------------------------------------------------------ */
-
-static void
-message_page(struct vs_ctx *c, int status, const char *title_key,
-	     const char *text_key, const char *link, const char *link_key)
-{
-	struct page p;
-
-	if (!page_begin(c, &p))
-		return;
-	page_title(&p, title_key);
-	vs_td_str(p.d, "text", tr(&p, text_key));
-	if (link != NULL) {
-		vs_td_str(p.d, "link", link);
-		vs_td_str(p.d, "link_text", tr(&p, link_key));
-	}
-	page_send(&p, status, "message");
-}
-
-void
-vs_web_message(struct vs_ctx *c, int status, const char *title_key,
-	       const char *text_key, bool ns)
-{
-	if (ns)
-		no_store(c);
-	message_page(c, status, title_key, text_key, "/", "nav.home");
-}
-
-void
-vs_web_rate_limited(struct vs_ctx *c, long retry_after)
-{
-	char buf[32];
-
-	message_page(c, 429, "error.rateLimitedTitle", "error.rateLimitedText",
-		     NULL, NULL);
-	snprintf(buf, sizeof(buf), "%ld", retry_after < 1 ? 1 : retry_after);
-	(void)vs_res_header(c->res, "Retry-After", buf);
-}
 
 void
 vs_web_not_found(struct vs_ctx *c)
 {
-	struct page p;
+	struct vs_page p;
 
-	if (!page_begin(c, &p))
+	if (!vs_page_begin(c, &p))
 		return;
-	page_title(&p, "notFound.title");
-	page_send(&p, 404, "404");
-}
-
-static void
-bad_request_page(struct vs_ctx *c)
-{
-	vs_web_message(c, 400, "error.badRequestTitle", "error.badRequestText",
-		       false);
-}
-
-static void
-csrf_page(struct vs_ctx *c)
-{
-	vs_web_message(c, 403, "error.forbiddenTitle", "error.csrfText", false);
-}
-
-/* A store failure on a page: the 503 "try again" page for a locked
- * database (with Retry-After, as the JSON answer has), else the 500. */
-static void
-db_fail_page(struct vs_ctx *c, bool busy)
-{
-	if (c->app->db.tx_depth > 0)
-		vs_db_rollback(&c->app->db);
-	vs_buf_reset(&c->res->headers);
-	if (!busy) {
-		internal_page(c);
-		return;
-	}
-	message_page(c, 503, "error.busyTitle", "error.busyText", NULL, NULL);
-	(void)vs_res_header(c->res, "Retry-After", "1");
+	vs_page_title(&p, "notFound.title");
+	vs_page_send(&p, 404, "404");
 }
 
 static void
 method_not_allowed(struct vs_ctx *c, const char *allow)
 {
 	vs_res_method_not_allowed(c->res, allow, false);
-}
-
-enum vs_form_rc
-vs_web_read_form(struct vs_ctx *c, struct vs_kvlist *form)
-{
-	size_t cap = (size_t)c->app->cfg.eff.limits.max_json_body;
-
-	switch (vs_request_read_body(c->req, cap)) {
-	case VS_BODY_OK:
-		break;
-	case VS_BODY_TOO_LARGE:
-		return VS_FORM_TOO_LARGE;
-	case VS_BODY_IO:
-		return VS_FORM_BAD;
-	}
-	if (!vs_form_parse(c->req->body != NULL ? c->req->body : "",
-			   c->req->body_len, form))
-		return VS_FORM_BAD;
-	return VS_FORM_OK;
-}
-
-static const char *
-field(const struct vs_kvlist *form, const char *name)
-{
-	const char *v = vs_kv_get(form, name);
-	return v != NULL ? v : "";
-}
-
-/* Reads the form and runs the anonymous CSRF check (API.md 10.2),
- * answering a parse error with the 400 page and a CSRF failure with the
- * 403 page. */
-static bool
-anon_form(struct vs_ctx *c, struct vs_kvlist *form)
-{
-	if (vs_web_read_form(c, form) != VS_FORM_OK) {
-		bad_request_page(c);
-		return false;
-	}
-	if (!vs_csrf_anon_ok(c->req, vs_kv_get(form, VS_ANON_CSRF_FIELD),
-			     c->app->cfg.eff.public_url)) {
-		csrf_page(c);
-		return false;
-	}
-	return true;
-}
-
-/* Web-form rate limit; false when refused (429 page or 500/503). */
-static bool
-web_rate_limit(struct vs_ctx *c, const struct vs_rl_action *a,
-	       const char *account)
-{
-	long retry = 1;
-
-	switch (vs_rate_limit(&c->app->db, a, c->req->client_ip, account,
-			      &retry)) {
-	case VS_RL_OK:
-		return true;
-	case VS_RL_LIMITED:
-		vs_web_rate_limited(c, retry);
-		return false;
-	case VS_RL_BUSY:
-		db_fail_page(c, true);
-		return false;
-	case VS_RL_ERROR:
-		break;
-	}
-	db_fail_page(c, false);
-	return false;
 }
 
 static char *
@@ -325,17 +60,8 @@ static bool
 set_cookie(struct vs_ctx *c, const char *name, const char *value,
 	   long max_age, bool http_only, const char *same_site)
 {
-	struct vs_cookie ck;
-
-	memset(&ck, 0, sizeof(ck));
-	ck.name = name;
-	ck.value = value;
-	ck.path = "/";
-	ck.max_age = max_age;
-	ck.http_only = http_only;
-	ck.secure = c->req->https;
-	ck.same_site = same_site;
-	return vs_res_cookie(c->res, &ck);
+	return vs_page_cookie(c, name, value, "/", max_age, http_only,
+			      same_site);
 }
 
 static bool
@@ -364,55 +90,55 @@ void
 vs_handle_home(struct vs_ctx *c)
 {
 	struct vs_health h;
-	struct page p;
+	struct vs_page p;
 
 	vs_health_check(c->app, &h);
 	if (!h.database_reachable || !h.blob_storage_writable) {
-		message_page(c, 503, "home.unavailableTitle",
+		vs_page_message(c, 503, "home.unavailableTitle",
 			     "home.unavailableText", NULL, NULL);
 		return;
 	}
-	if (!page_begin(c, &p))
+	if (!vs_page_begin(c, &p))
 		return;
-	page_title(&p, "home.title");
-	page_send(&p, 200, "home");
+	vs_page_title(&p, "home.title");
+	vs_page_send(&p, 200, "home");
 }
 
 void
 vs_handle_register_result(struct vs_ctx *c)
 {
-	message_page(c, 200, "register.resultTitle", "register.resultText",
+	vs_page_message(c, 200, "register.resultTitle", "register.resultText",
 		     "/login", "nav.login");
 }
 
 void
 vs_handle_forgot_sent(struct vs_ctx *c)
 {
-	message_page(c, 200, "forgot.sentTitle", "forgot.sentText", "/login",
+	vs_page_message(c, 200, "forgot.sentTitle", "forgot.sentText", "/login",
 		     "nav.login");
 }
 
 void
 vs_handle_reset_done(struct vs_ctx *c)
 {
-	no_store(c);
+	vs_page_no_store(c);
 	if (strcmp(c->req->method, "GET") != 0) {
 		method_not_allowed(c, "GET");
 		return;
 	}
-	message_page(c, 200, "reset.doneTitle", "reset.doneText", "/login",
+	vs_page_message(c, 200, "reset.doneTitle", "reset.doneText", "/login",
 		     "nav.login");
 }
 
 void
 vs_handle_confirm_result(struct vs_ctx *c)
 {
-	no_store(c);
+	vs_page_no_store(c);
 	if (strcmp(c->req->method, "GET") != 0) {
 		method_not_allowed(c, "GET");
 		return;
 	}
-	message_page(c, 200, "confirm.resultTitle", "confirm.resultText",
+	vs_page_message(c, 200, "confirm.resultTitle", "confirm.resultText",
 		     "/login", "nav.login");
 }
 
@@ -424,35 +150,35 @@ static void
 register_form(struct vs_ctx *c, int status, const char *flash,
 	      const char *username, const char *email)
 {
-	struct page p;
+	struct vs_page p;
 
-	if (!page_begin(c, &p))
+	if (!vs_page_begin(c, &p))
 		return;
-	page_title(&p, "register.title");
+	vs_page_title(&p, "register.title");
 	if (flash != NULL)
-		page_flash_error(&p, flash);
+		vs_page_flash_error(&p, flash);
 	vs_td_str(p.d, "username", username);
 	vs_td_str(p.d, "email", email);
 	vs_td_printf(p.d, "pw_min", "%d", VS_PW_MIN);
 	/* Shows the entered name back: no caching of this page. */
 	if (username != NULL && *username != '\0')
-		no_store(c);
-	page_send(&p, status, "register");
+		vs_page_no_store(c);
+	vs_page_send(&p, status, "register");
 }
 
 /* The POST steps after CSRF, in the contract's order. */
 static void
 register_submit(struct vs_ctx *c, const struct vs_kvlist *form)
 {
-	char *name = trimmed_dup(field(form, "username"));
-	char *email_in = trimmed_dup(field(form, "email"));
-	const char *pw = field(form, "password");
+	char *name = trimmed_dup(vs_form_field(form, "username"));
+	char *email_in = trimmed_dup(vs_form_field(form, "email"));
+	const char *pw = vs_form_field(form, "password");
 	char email[256];
 	const char *flash = NULL;
 	enum vs_acct r;
 
 	if (name == NULL || email_in == NULL) {
-		internal_page(c);
+		vs_page_internal(c);
 		goto out;
 	}
 	if (*name == '\0' || *email_in == '\0' || *pw == '\0')
@@ -465,7 +191,7 @@ register_submit(struct vs_ctx *c, const struct vs_kvlist *form)
 		register_form(c, 200, flash, name, email_in);
 		goto out;
 	}
-	if (!web_rate_limit(c, &VS_RL_REGISTER, email))
+	if (!vs_page_rate_limit(c, &VS_RL_REGISTER, email))
 		goto out;
 	if (vs_password_policy(pw) != VS_PW_OK) {
 		register_form(c, 200, "error.passwordInvalid", name, email_in);
@@ -475,7 +201,7 @@ register_submit(struct vs_ctx *c, const struct vs_kvlist *form)
 	if (r == VS_ACCT_TAKEN)
 		register_form(c, 200, "error.accountTaken", name, email_in);
 	else if (r != VS_ACCT_OK)
-		db_fail_page(c, r == VS_ACCT_BUSY);
+		vs_page_db_fail(c, r == VS_ACCT_BUSY);
 	else
 		vs_res_redirect(c->res, 303, "/register/result");
 out:
@@ -500,7 +226,7 @@ vs_handle_register_page(struct vs_ctx *c)
 		method_not_allowed(c, "GET, POST");
 		return;
 	}
-	if (anon_form(c, &form))
+	if (vs_page_anon_form(c, &form))
 		register_submit(c, &form);
 	vs_kvlist_free(&form);
 }
@@ -512,39 +238,39 @@ vs_handle_register_page(struct vs_ctx *c)
 static void
 login_form(struct vs_ctx *c, int status, const char *flash, const char *login)
 {
-	struct page p;
+	struct vs_page p;
 
-	if (!page_begin(c, &p))
+	if (!vs_page_begin(c, &p))
 		return;
-	page_title(&p, "login.title");
+	vs_page_title(&p, "login.title");
 	if (flash != NULL)
-		page_flash_error(&p, flash);
+		vs_page_flash_error(&p, flash);
 	vs_td_str(p.d, "login", login);
 	if (login != NULL && *login != '\0')
-		no_store(c);
-	page_send(&p, status, "login");
+		vs_page_no_store(c);
+	vs_page_send(&p, status, "login");
 }
 
 static void
 login_submit(struct vs_ctx *c, const struct vs_kvlist *form)
 {
 	char token[VS_SESSION_TOKEN_HEX + 1], csrf[VS_SESSION_TOKEN_HEX + 1];
-	char *login = trimmed_dup(field(form, "username"));
+	char *login = trimmed_dup(vs_form_field(form, "username"));
 	struct vs_user u;
 	enum vs_cred cr;
 	enum vs_db_status s;
 
 	memset(&u, 0, sizeof(u));
 	if (login == NULL) {
-		internal_page(c);
+		vs_page_internal(c);
 		return;
 	}
-	if (!web_rate_limit(c, &VS_RL_LOGIN, login))
+	if (!vs_page_rate_limit(c, &VS_RL_LOGIN, login))
 		goto out;
 	cr = vs_user_check_credentials(&c->app->db, login,
-				       field(form, "password"), &u);
+				       vs_form_field(form, "password"), &u);
 	if (cr == VS_CRED_BUSY || cr == VS_CRED_ERROR) {
-		db_fail_page(c, cr == VS_CRED_BUSY);
+		vs_page_db_fail(c, cr == VS_CRED_BUSY);
 		goto out;
 	}
 	if (cr != VS_CRED_OK) {
@@ -555,11 +281,11 @@ login_submit(struct vs_ctx *c, const struct vs_kvlist *form)
 	}
 	s = vs_session_create(&c->app->db, VS_SCOPE_USER, u.id, token, csrf);
 	if (s != VS_DB_OK) {
-		db_fail_page(c, s == VS_DB_BUSY);
+		vs_page_db_fail(c, s == VS_DB_BUSY);
 		goto out;
 	}
 	if (!set_session_cookies(c, token, csrf))
-		internal_page(c);
+		vs_page_internal(c);
 	else
 		vs_res_redirect(c->res, 303, "/dashboard");
 	memset(token, 0, sizeof(token));
@@ -581,7 +307,7 @@ vs_handle_login_page(struct vs_ctx *c)
 	if (strcmp(c->req->method, "GET") == 0) {
 		st = vs_acct_session_user(c, &s, &u, &valid);
 		if (st != VS_DB_OK) {
-			db_fail_page(c, st == VS_DB_BUSY);
+			vs_page_db_fail(c, st == VS_DB_BUSY);
 			return;
 		}
 		if (valid) {
@@ -593,7 +319,7 @@ vs_handle_login_page(struct vs_ctx *c)
 		login_form(c, 200, NULL, "");
 		return;
 	}
-	if (anon_form(c, &form))
+	if (vs_page_anon_form(c, &form))
 		login_submit(c, &form);
 	vs_kvlist_free(&form);
 }
@@ -649,27 +375,8 @@ set_revoke_action(struct vs_tdata *it, const char *id)
 	vs_buf_free(&b);
 }
 
-/* A stored timestamp for people: "2026-01-31 14:05 UTC" (the raw value
- * stays in the <time> element's datetime attribute); anything that does
- * not parse is shown as it is. */
 static void
-set_time(struct vs_tdata *it, const char *name, const char *raw)
-{
-	char human[64], key[64];
-	struct tm tm;
-	time_t t;
-
-	snprintf(key, sizeof(key), "%s_h", name);
-	vs_td_str(it, name, raw);
-	if (raw[0] != '\0' && vs_parse_ts(raw, &t) && gmtime_r(&t, &tm) != NULL &&
-	    strftime(human, sizeof(human), "%Y-%m-%d %H:%M UTC", &tm) > 0)
-		vs_td_str(it, key, human);
-	else
-		vs_td_str(it, key, raw);
-}
-
-static void
-add_devices(struct page *p, const struct vs_user_device *d, size_t n,
+add_devices(struct vs_page *p, const struct vs_user_device *d, size_t n,
 	    const char *q)
 {
 	size_t shown = 0;
@@ -686,9 +393,9 @@ add_devices(struct page *p, const struct vs_user_device *d, size_t n,
 		vs_td_str(it, "name", d[i].name);
 		vs_td_str(it, "vault_id", d[i].vault_id);
 		vs_td_str(it, "client_version", d[i].client_version);
-		set_time(it, "last_seen", d[i].last_seen);
-		set_time(it, "created_at", d[i].created_at);
-		set_time(it, "revoked_at", d[i].revoked_at);
+		vs_page_set_time(it, "last_seen", d[i].last_seen);
+		vs_page_set_time(it, "created_at", d[i].created_at);
+		vs_page_set_time(it, "revoked_at", d[i].revoked_at);
 		vs_td_bool(it, "revoked", d[i].revoked_at[0] != '\0');
 		vs_td_printf(it, "search", "%s %s %s", d[i].name,
 			     d[i].vault_id, d[i].client_version);
@@ -702,15 +409,15 @@ add_devices(struct page *p, const struct vs_user_device *d, size_t n,
 /* ?flash= and ?error= show a message only for the keys the contract
  * names; any other value is ignored. */
 static void
-dashboard_flash(struct page *p)
+dashboard_flash(struct vs_page *p)
 {
 	const char *f = vs_request_query(p->c->req, "flash");
 	const char *e = vs_request_query(p->c->req, "error");
 
 	if (f != NULL && strcmp(f, "user.deviceRevoked") == 0)
-		vs_td_str(p->d, "flash_ok", tr(p, f));
+		vs_page_flash_ok(p, f);
 	if (e != NULL && strcmp(e, "error.invalidCredentials") == 0)
-		page_flash_error(p, e);
+		vs_page_flash_error(p, e);
 }
 
 static void
@@ -719,11 +426,11 @@ dashboard_render(struct vs_ctx *c, const struct vs_user *u,
 {
 	const char *q = vs_request_query(c->req, "q");
 	const char *csrf = vs_request_cookie(c->req, VS_CSRF_COOKIE);
-	struct page p;
+	struct vs_page p;
 
-	if (!page_begin(c, &p))
+	if (!vs_page_begin(c, &p))
 		return;
-	page_title(&p, "dashboard.title");
+	vs_page_title(&p, "dashboard.title");
 	vs_td_bool(p.d, "signed_in", true);
 	vs_td_str(p.d, "csrf_token", csrf);
 	vs_td_str(p.d, "username", u->username);
@@ -732,7 +439,7 @@ dashboard_render(struct vs_ctx *c, const struct vs_user *u,
 	vs_td_str(p.d, "q", q);
 	dashboard_flash(&p);
 	add_devices(&p, d, n, q != NULL ? q : "");
-	page_send(&p, 200, "dashboard");
+	vs_page_send(&p, 200, "dashboard");
 }
 
 void
@@ -747,17 +454,17 @@ vs_handle_dashboard(struct vs_ctx *c)
 
 	st = vs_acct_session_user(c, &s, &u, &valid);
 	if (st != VS_DB_OK) {
-		db_fail_page(c, st == VS_DB_BUSY);
+		vs_page_db_fail(c, st == VS_DB_BUSY);
 		return;
 	}
 	if (!valid) {
 		vs_res_redirect(c->res, 302, "/login");
 		return;
 	}
-	no_store(c);
+	vs_page_no_store(c);
 	st = vs_acct_devices(&c->app->db, u.id, &d, &n);
 	if (st != VS_DB_OK)
-		db_fail_page(c, st == VS_DB_BUSY);
+		vs_page_db_fail(c, st == VS_DB_BUSY);
 	else
 		dashboard_render(c, &u, d, n);
 	vs_acct_devices_free(d, n);
@@ -772,24 +479,24 @@ vs_handle_dashboard(struct vs_ctx *c)
 static void
 forgot_form(struct vs_ctx *c, int status, const char *flash)
 {
-	struct page p;
+	struct vs_page p;
 
-	if (!page_begin(c, &p))
+	if (!vs_page_begin(c, &p))
 		return;
-	page_title(&p, "forgot.title");
+	vs_page_title(&p, "forgot.title");
 	if (flash != NULL)
-		page_flash_error(&p, flash);
-	page_send(&p, status, "forgot");
+		vs_page_flash_error(&p, flash);
+	vs_page_send(&p, status, "forgot");
 }
 
 static void
 forgot_submit(struct vs_ctx *c, const struct vs_kvlist *form)
 {
-	char *email = trimmed_dup(field(form, "email"));
+	char *email = trimmed_dup(vs_form_field(form, "email"));
 	enum vs_acct r;
 
 	if (email == NULL) {
-		internal_page(c);
+		vs_page_internal(c);
 		return;
 	}
 	for (char *p = email; *p != '\0'; p++)
@@ -797,10 +504,10 @@ forgot_submit(struct vs_ctx *c, const struct vs_kvlist *form)
 			*p = (char)(*p - 'A' + 'a');
 	if (*email == '\0') {
 		forgot_form(c, 200, "error.emailRequired");
-	} else if (web_rate_limit(c, &VS_RL_FORGOT, email)) {
+	} else if (vs_page_rate_limit(c, &VS_RL_FORGOT, email)) {
 		r = vs_acct_forgot(c, email, vs_acct_locale(c));
 		if (r != VS_ACCT_OK)
-			db_fail_page(c, r == VS_ACCT_BUSY);
+			vs_page_db_fail(c, r == VS_ACCT_BUSY);
 		else
 			vs_res_redirect(c->res, 303, "/forgot/sent");
 	}
@@ -816,7 +523,7 @@ vs_handle_forgot_page(struct vs_ctx *c)
 		forgot_form(c, 200, NULL);
 		return;
 	}
-	if (anon_form(c, &form))
+	if (vs_page_anon_form(c, &form))
 		forgot_submit(c, &form);
 	vs_kvlist_free(&form);
 }
@@ -824,16 +531,16 @@ vs_handle_forgot_page(struct vs_ctx *c)
 static void
 reset_form(struct vs_ctx *c, int status, const char *flash, const char *token)
 {
-	struct page p;
+	struct vs_page p;
 
-	if (!page_begin(c, &p))
+	if (!vs_page_begin(c, &p))
 		return;
-	page_title(&p, "reset.title");
+	vs_page_title(&p, "reset.title");
 	if (flash != NULL)
-		page_flash_error(&p, flash);
+		vs_page_flash_error(&p, flash);
 	vs_td_str(p.d, "token", token);
 	vs_td_printf(p.d, "pw_min", "%d", VS_PW_MIN);
-	page_send(&p, status, "reset");
+	vs_page_send(&p, status, "reset");
 }
 
 static void
@@ -852,22 +559,22 @@ reset_get(struct vs_ctx *c)
 	else if (r == VS_ACCT_INVALID_TOKEN || r == VS_ACCT_EXPIRED)
 		vs_res_redirect(c->res, 302, "/forgot");
 	else
-		db_fail_page(c, r == VS_ACCT_BUSY);
+		vs_page_db_fail(c, r == VS_ACCT_BUSY);
 }
 
 static void
 reset_submit(struct vs_ctx *c, const struct vs_kvlist *form)
 {
-	const char *token = field(form, "token");
-	const char *pw = field(form, "password");
-	const char *confirm = field(form, "confirm");
+	const char *token = vs_form_field(form, "token");
+	const char *pw = vs_form_field(form, "password");
+	const char *confirm = vs_form_field(form, "confirm");
 	enum vs_acct r;
 
 	if (*token == '\0' || *pw == '\0' || *confirm == '\0') {
 		reset_form(c, 200, "error.allFieldsRequired", token);
 		return;
 	}
-	if (!web_rate_limit(c, &VS_RL_RESET, NULL))
+	if (!vs_page_rate_limit(c, &VS_RL_RESET, NULL))
 		return;
 	if (vs_password_policy(pw) != VS_PW_OK) {
 		reset_form(c, 200, "error.passwordInvalid", token);
@@ -883,7 +590,7 @@ reset_submit(struct vs_ctx *c, const struct vs_kvlist *form)
 	else if (r == VS_ACCT_INVALID_TOKEN || r == VS_ACCT_EXPIRED)
 		vs_res_redirect(c->res, 302, "/forgot");
 	else
-		db_fail_page(c, r == VS_ACCT_BUSY);
+		vs_page_db_fail(c, r == VS_ACCT_BUSY);
 }
 
 void
@@ -893,16 +600,16 @@ vs_handle_reset_page(struct vs_ctx *c)
 
 	/* Every /reset answer, redirects and errors included (API.md 1.7):
 	 * the address carries a token. */
-	no_store(c);
+	vs_page_no_store(c);
 	if (strcmp(c->req->method, "GET") == 0) {
 		reset_get(c);
 	} else if (strcmp(c->req->method, "POST") != 0) {
 		method_not_allowed(c, "GET, POST");
-	} else if (anon_form(c, &form)) {
+	} else if (vs_page_anon_form(c, &form)) {
 		reset_submit(c, &form);
 	}
 	vs_kvlist_free(&form);
-	no_store(c);	/* again: a 500/503 answer dropped the headers */
+	vs_page_no_store(c);	/* again: a 500/503 answer dropped the headers */
 }
 
 /* ------------------------------------------------------------------ */
@@ -913,19 +620,19 @@ void
 vs_web_confirm_page(struct vs_ctx *c)
 {
 	const char *token = vs_request_query(c->req, "token");
-	struct page p;
+	struct vs_page p;
 
-	no_store(c);
+	vs_page_no_store(c);
 	if (token == NULL || *token == '\0') {
-		message_page(c, 400, "confirm.invalidTitle",
+		vs_page_message(c, 400, "confirm.invalidTitle",
 			     "confirm.invalidText", "/", "nav.home");
 		return;
 	}
-	if (!page_begin(c, &p))
+	if (!vs_page_begin(c, &p))
 		return;
-	page_title(&p, "confirm.title");
+	vs_page_title(&p, "confirm.title");
 	vs_td_str(p.d, "token", token);
-	page_send(&p, 200, "confirm");
+	vs_page_send(&p, 200, "confirm");
 }
 
 void
@@ -935,24 +642,24 @@ vs_web_confirm_form(struct vs_ctx *c)
 	const char *token;
 	enum vs_acct r;
 
-	if (vs_web_read_form(c, &form) != VS_FORM_OK) {
+	if (vs_form_read(c, &form) != VS_FORM_OK) {
 		vs_res_error(c->res, 400, "invalid_request", "invalid form");
 		goto out;
 	}
 	if (!vs_csrf_anon_ok(c->req, vs_kv_get(&form, VS_ANON_CSRF_FIELD),
 			     c->app->cfg.eff.public_url)) {
-		csrf_page(c);
+		vs_page_csrf_refused(c);
 		goto out;
 	}
-	token = field(&form, "token");
+	token = vs_form_field(&form, "token");
 	r = *token == '\0' ? VS_ACCT_INVALID_TOKEN : vs_acct_confirm(c, token);
 	if (r == VS_ACCT_OK)
 		vs_res_redirect(c->res, 303, "/confirm/result");
 	else if (r == VS_ACCT_INVALID_TOKEN || r == VS_ACCT_EXPIRED)
-		message_page(c, 400, "confirm.invalidTitle",
+		vs_page_message(c, 400, "confirm.invalidTitle",
 			     "confirm.invalidText", "/", "nav.home");
 	else
-		db_fail_page(c, r == VS_ACCT_BUSY);
+		vs_page_db_fail(c, r == VS_ACCT_BUSY);
 out:
 	vs_kvlist_free(&form);
 }
@@ -973,7 +680,7 @@ vs_handle_logout(struct vs_ctx *c)
 
 	st = vs_session_validate(&c->app->db, VS_SCOPE_USER, tok, &s, &valid);
 	if (st != VS_DB_OK) {
-		db_fail_page(c, st == VS_DB_BUSY);
+		vs_page_db_fail(c, st == VS_DB_BUSY);
 		return;
 	}
 	if (!valid) {
@@ -981,7 +688,7 @@ vs_handle_logout(struct vs_ctx *c)
 		return;
 	}
 	if (vs_is_form_content(c->req->content_type)) {
-		enum vs_form_rc fr = vs_web_read_form(c, &form);
+		enum vs_form_rc fr = vs_form_read(c, &form);
 		if (fr == VS_FORM_TOO_LARGE) {
 			vs_res_error(c->res, 413, "request_too_large",
 				     "request body is too large");
@@ -997,11 +704,11 @@ vs_handle_logout(struct vs_ctx *c)
 	}
 	st = vs_session_delete(&c->app->db, tok);
 	if (st != VS_DB_OK) {
-		db_fail_page(c, st == VS_DB_BUSY);
+		vs_page_db_fail(c, st == VS_DB_BUSY);
 		goto out;
 	}
 	if (!clear_session_cookies(c))
-		internal_page(c);
+		vs_page_internal(c);
 	else
 		vs_res_redirect(c->res, 302, "/login");
 out:
@@ -1030,20 +737,20 @@ vs_handle_locale(struct vs_ctx *c)
 	struct vs_kvlist form = { 0 };
 	const char *v;
 
-	if (vs_web_read_form(c, &form) != VS_FORM_OK) {
+	if (vs_form_read(c, &form) != VS_FORM_OK) {
 		/* The contract's odd status for this one: 200. */
-		message_page(c, 200, "error.badRequestTitle",
+		vs_page_message(c, 200, "error.badRequestTitle",
 			     "error.badRequestText", "/", "nav.home");
 		goto out;
 	}
 	if (!vs_csrf_anon_ok(c->req, vs_kv_get(&form, VS_ANON_CSRF_FIELD),
 			     c->app->cfg.eff.public_url)) {
-		csrf_page(c);
+		vs_page_csrf_refused(c);
 		goto out;
 	}
 	v = vs_locale_cookie_value(vs_kv_get(&form, "locale"));
-	if (!set_cookie(c, LOCALE_COOKIE, v, LOCALE_COOKIE_MAX_AGE, true, "Lax"))
-		internal_page(c);
+	if (!set_cookie(c, VS_LOCALE_COOKIE, v, LOCALE_COOKIE_MAX_AGE, true, "Lax"))
+		vs_page_internal(c);
 	else
 		vs_res_redirect(c->res, 303, safe_from(vs_kv_get(&form, "from")));
 out:

@@ -3,10 +3,10 @@
  * register, login, dashboard, forgot, reset, logout, locale, the result
  * and error pages, and the HTML 404.
  *
- * Owns: the page frame every render shares (locale, anonymous CSRF
- * cookie and field, server name, language switch), the user session
- * cookies of API.md 11 (set at login, cleared at logout), the form
- * flows with their flashes, and the HTML 400/403/429 answers.
+ * Owns: the user session cookies of API.md 11 (set at login, cleared
+ * at logout), the people's form flows with their flashes, and the HTML
+ * 404 page. The page frame and the shared 400/403/429/503 answers are
+ * page.c's.
  * Must never: put request or stored data into a page except through
  * the template layer's escaping, answer JSON where the contract wants
  * a page (or the reverse), or set a cookie without Secure over HTTPS.
@@ -19,18 +19,6 @@
 #include "request.h"
 #include "router.h"
 
-enum vs_form_rc { VS_FORM_OK = 0, VS_FORM_TOO_LARGE, VS_FORM_BAD };
-/* Reads the body (capped at max_json_body) and parses it as
- * application/x-www-form-urlencoded into form (zeroed by the caller;
- * free it with vs_kvlist_free in every case). */
-enum vs_form_rc vs_web_read_form(struct vs_ctx *c, struct vs_kvlist *form);
-
-/* A message page: title and text are catalog keys. no_store adds
- * Cache-Control: no-store. */
-void vs_web_message(struct vs_ctx *c, int status, const char *title_key,
-		    const char *text_key, bool no_store);
-/* The localized 429 page with Retry-After. */
-void vs_web_rate_limited(struct vs_ctx *c, long retry_after);
 /* The localized HTML 404 page. */
 void vs_web_not_found(struct vs_ctx *c);
 

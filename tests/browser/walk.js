@@ -1,8 +1,9 @@
 /*
  * walk.js - the web pages as a person uses them, in headless Chromium:
  * register -> confirm (link from the log) -> sign in -> dashboard
- * (search, revoke a device, switch language) -> sign out, once per
- * locale (en, ru). Screenshots go to ARTIFACT_DIR.
+ * (search, revoke a device, switch language) -> sign out, then the
+ * admin console: sign in -> dashboard -> sign out, once per locale
+ * (en, ru). Screenshots go to ARTIFACT_DIR.
  *
  * Fails (exit 1) on any console error, uncaught page error, CSP
  * violation (securitypolicyviolation event or Chromium's own report),
@@ -12,6 +13,7 @@
  *   STACK_LOG     the stack's log file (development token lines)
  *   ARTIFACT_DIR  where screenshots go
  *   CHROMIUM      the browser binary (default /usr/bin/chromium)
+ *   ADMIN_USER, ADMIN_PASS  an administrator in the stack's config.yml
  *
  * Must never: use the network beyond BASE_URL, or leave a browser
  * process behind (every context is closed in finally blocks).
@@ -27,6 +29,8 @@ const BASE = process.env.BASE_URL;
 const LOG = process.env.STACK_LOG;
 const ART = process.env.ARTIFACT_DIR;
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const ADMIN_USER = process.env.ADMIN_USER;
+const ADMIN_PASS = process.env.ADMIN_PASS;
 const ARGS = [
   "--no-sandbox", "--disable-gpu", "--disable-background-networking",
   "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -38,12 +42,14 @@ const TEXT = {
         confirm: "Confirm", confirmed: "E-mail address confirmed",
         signIn: "Sign in", devices: "My devices", revoke: "Revoke",
         revoked: "The device has been revoked", signOut: "Sign out",
-        other: "ru", otherHeading: "Мои устройства" },
+        other: "ru", otherHeading: "Мои устройства",
+        adminLogin: "Administrator sign-in", adminDashboard: "Server dashboard" },
   ru: { register: "Зарегистрироваться", registered: "Проверьте почту",
         confirm: "Подтвердить", confirmed: "Адрес подтверждён",
         signIn: "Войти", devices: "Мои устройства", revoke: "Отозвать",
         revoked: "Устройство отозвано", signOut: "Выйти",
-        other: "en", otherHeading: "My devices" },
+        other: "en", otherHeading: "My devices",
+        adminLogin: "Вход администратора", adminDashboard: "Сводка сервера" },
 };
 
 function fail(msg) {
@@ -249,6 +255,24 @@ async function walk(locale) {
     await shot(page, locale, "11-signed-out");
     await page.goto(`${BASE}/dashboard`);
     await expectPath(page, "/login");
+
+    // The admin console: sign in, the dashboard, sign out.
+    await page.goto(`${BASE}/admin/login`);
+    await expectLang(page, locale);
+    await expectText(page, t.adminLogin);
+    await page.fill("#username", ADMIN_USER);
+    await page.fill("#password", ADMIN_PASS);
+    await shot(page, locale, "12-admin-login");
+    await Promise.all([page.waitForNavigation(), page.click("#admin-login-form button")]);
+    await expectPath(page, "/admin/dashboard");
+    await expectText(page, t.adminDashboard);
+    await expectText(page, deviceName);     // newest devices
+    await shot(page, locale, "13-admin-dashboard");
+    await Promise.all([page.waitForNavigation(), page.click("#admin-logout-button")]);
+    await expectPath(page, "/admin/login");
+    await shot(page, locale, "14-admin-signed-out");
+    await page.goto(`${BASE}/admin/dashboard`);
+    await expectPath(page, "/admin/login");
   } finally {
     if (context !== null) {
       await context.close();
@@ -259,8 +283,8 @@ async function walk(locale) {
 }
 
 async function main() {
-  if (!BASE || !LOG || !ART) {
-    fail("BASE_URL, STACK_LOG and ARTIFACT_DIR are required");
+  if (!BASE || !LOG || !ART || !ADMIN_USER || !ADMIN_PASS) {
+    fail("BASE_URL, STACK_LOG, ARTIFACT_DIR, ADMIN_USER and ADMIN_PASS are required");
   }
   fs.mkdirSync(ART, { recursive: true });
   let problems = [];

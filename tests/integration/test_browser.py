@@ -1,7 +1,8 @@
 """The web pages in a real browser: starts the stack, then runs
 tests/browser/walk.js (playwright-core driving Debian's headless
 /usr/bin/chromium) through register -> confirm -> login -> dashboard ->
-revoke -> logout in English and Russian. Screenshots are saved under the
+revoke -> logout, then admin login -> admin dashboard -> admin logout,
+in English and Russian. Screenshots are saved under the
 build directory's tests/artifacts/browser/. The walk fails on console
 errors, page errors, failed requests and CSP violations.
 
@@ -15,10 +16,12 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BINARY, SRCDIR, Stack, run_tests  # noqa: E402
+from harness import BINARY, SRCDIR, Stack, run_cli, run_tests  # noqa: E402
 
 BROWSER_SRC = os.path.join(SRCDIR, "tests", "browser")
 CHROMIUM = os.environ.get("VS_CHROMIUM", "/usr/bin/chromium")
+ADMIN_USER = "walk-admin"
+ADMIN_PASS = "walk-admin-password"
 
 
 def build_dir():
@@ -62,6 +65,9 @@ def test_browser_walk_both_locales():
     os.makedirs(s.data)
     with open(os.path.join(s.data, "config.yml"), "w") as f:
         f.write("development_token_logging: true\n")
+    r = run_cli(["--data", s.data, "--admin-user", ADMIN_USER, "--admin-pass",
+                 ADMIN_PASS, "--init-admin"])
+    assert r.returncode == 0, r.stderr
     s.start()
     try:
         env = dict(os.environ)
@@ -70,6 +76,8 @@ def test_browser_walk_both_locales():
             "STACK_LOG": os.path.join(s.tmp, "stack.log"),
             "ARTIFACT_DIR": artifacts,
             "CHROMIUM": CHROMIUM,
+            "ADMIN_USER": ADMIN_USER,
+            "ADMIN_PASS": ADMIN_PASS,
             "NODE_PATH": mods,
             "HOME": s.tmp,      # Chromium's crash and config files
         })

@@ -741,6 +741,50 @@ START_TEST(test_set_web)
 }
 END_TEST
 
+/* Workers follow config.yml's admin list (D31): a changed file is read
+ * again, only the admins change, and a broken file leaves the lists as
+ * they were with an error. */
+START_TEST(test_refresh_admins)
+{
+	struct vs_config cfg;
+	char *p;
+
+	write_text("config.yml",
+		   "web:\n    server_name: First\nlimits:\n    max_pull_page: 7\n"
+		   "admin:\n    - username: a1\n      password_hash: h1\n");
+	load_ok(&cfg);
+	ck_assert_uint_eq(cfg.eff.n_admins, 1);
+	/* Unchanged file: nothing to do. */
+	ck_assert_msg(vs_config_refresh_admins(&cfg, err, sizeof(err)), "%s", err);
+	ck_assert_str_eq(cfg.eff.admins[0].password_hash, "h1");
+	/* New hash, a second admin, and other settings that must not move. */
+	write_text("config.yml",
+		   "web:\n    server_name: Second\nlimits:\n    max_pull_page: 9\n"
+		   "admin:\n    - username: a1\n      password_hash: h2\n"
+		   "    - username: a2\n      password_hash: h3\n");
+	ck_assert_msg(vs_config_refresh_admins(&cfg, err, sizeof(err)), "%s", err);
+	ck_assert_uint_eq(cfg.eff.n_admins, 2);
+	ck_assert_uint_eq(cfg.file.n_admins, 2);
+	ck_assert_str_eq(cfg.eff.admins[0].password_hash, "h2");
+	ck_assert_str_eq(cfg.file.admins[1].username, "a2");
+	ck_assert_str_eq(cfg.eff.server_name, "First");
+	ck_assert_int_eq(cfg.eff.limits.max_pull_page, 7);
+	/* A broken file: error, lists untouched. */
+	write_text("config.yml", "admin: [\n");
+	ck_assert(!vs_config_refresh_admins(&cfg, err, sizeof(err)));
+	ck_assert_uint_eq(cfg.eff.n_admins, 2);
+	/* Removed file: no admins. */
+	p = path_in("config.yml");
+	ck_assert_int_eq(unlink(p), 0);
+	free(p);
+	ck_assert_msg(vs_config_refresh_admins(&cfg, err, sizeof(err)), "%s", err);
+	ck_assert_uint_eq(cfg.eff.n_admins, 0);
+	ck_assert_uint_eq(cfg.file.n_admins, 0);
+	ck_assert_str_eq(cfg.eff.server_name, "First");
+	vs_config_free(&cfg);
+}
+END_TEST
+
 /* D26: nothing from argv/env reaches the file. */
 START_TEST(test_overrides_not_saved)
 {
@@ -1161,6 +1205,7 @@ config_suite(void)
 	tcase_add_test(save, test_set_admin_replace_append);
 	tcase_add_test(save, test_set_admin_duplicates);
 	tcase_add_test(save, test_set_admin_creates_file);
+	tcase_add_test(save, test_refresh_admins);
 	return s;
 }
 

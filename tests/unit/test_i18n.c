@@ -2,8 +2,9 @@
  * test_i18n.c - unit tests for src/i18n.c and src/locale.c: the en and
  * ru catalogs hold identical key sets with no empty text; every key a
  * template uses ({{t:key}}) and every key the C code names (flash and
- * message keys in src/web.c and src/accounts.c) exists in both; the
- * catalog parser's refusals; and the locale rules of API.md 14.
+ * message keys in src/web.c, page.c, accounts.c and admin_web.c) exists
+ * in both; the catalog parser's refusals; and the locale rules of
+ * API.md 14.
  *
  * Must never: depend on the build directory (it reads the source tree
  * through VS_SOURCE_TEMPLATE_DIR).
@@ -205,6 +206,8 @@ START_TEST(test_code_keys_exist)
 {
 	ck_assert_int_gt(scan_code("web.c"), 30);
 	ck_assert_int_gt(scan_code("accounts.c"), 0);
+	ck_assert_int_gt(scan_code("page.c"), 5);
+	ck_assert_int_gt(scan_code("admin_web.c"), 30);
 }
 END_TEST
 

@@ -184,6 +184,65 @@ START_TEST(test_validate_and_scope)
 }
 END_TEST
 
+/* Admin sessions (D31): the CSRF token derives from the token and the
+ * bound secret, the row holds only hashes, and the session is bound to
+ * exactly that secret. */
+START_TEST(test_bound_session)
+{
+	char tok[65], csrf[65], tok2[65], csrf2[65], th[65], ch[65], buf[128];
+	struct vs_session s;
+	bool valid = false;
+
+	ck_assert_int_eq(vs_session_create_bound(&db, VS_SCOPE_ADMIN, "root",
+						 "$2a$10$hash-one", tok, csrf),
+			 VS_DB_OK);
+	ck_assert(vs_is_lower_hex(tok, 64) && vs_is_lower_hex(csrf, 64));
+	ck_assert_str_ne(tok, csrf);
+	vs_sha256_hex(tok, 64, th);
+	vs_sha256_hex(csrf, 64, ch);
+	text_of("SELECT csrf_hash FROM server_sessions WHERE token_hash = ?1",
+		th, buf, sizeof(buf));
+	ck_assert_str_eq(buf, ch);
+	ck_assert_int_eq(count("SELECT count(*) FROM server_sessions WHERE "
+			       "instr(token_hash || csrf_hash || subject_id, ?1) > 0",
+			       "hash-one"), 0);
+	ck_assert_int_eq(vs_session_validate(&db, VS_SCOPE_ADMIN, tok, &s, &valid),
+			 VS_DB_OK);
+	ck_assert(valid);
+	ck_assert(vs_session_csrf_matches(&s, csrf));
+	ck_assert(vs_session_bound_to(&s, tok, "$2a$10$hash-one"));
+	ck_assert(!vs_session_bound_to(&s, tok, "$2a$10$hash-two"));
+	ck_assert(!vs_session_bound_to(&s, tok, ""));
+	ck_assert(!vs_session_bound_to(&s, tok, NULL));
+	ck_assert(!vs_session_bound_to(&s, csrf, "$2a$10$hash-one"));
+	vs_session_free(&s);
+
+	/* A second session with the same secret gets its own tokens. */
+	ck_assert_int_eq(vs_session_create_bound(&db, VS_SCOPE_ADMIN, "root",
+						 "$2a$10$hash-one", tok2, csrf2),
+			 VS_DB_OK);
+	ck_assert_str_ne(tok, tok2);
+	ck_assert_str_ne(csrf, csrf2);
+
+	/* An unbound session is bound to nothing. */
+	ck_assert_int_eq(vs_session_create(&db, VS_SCOPE_ADMIN, "root", tok2, csrf2),
+			 VS_DB_OK);
+	ck_assert_int_eq(vs_session_validate(&db, VS_SCOPE_ADMIN, tok2, &s, &valid),
+			 VS_DB_OK);
+	ck_assert(valid);
+	ck_assert(!vs_session_bound_to(&s, tok2, "$2a$10$hash-one"));
+	vs_session_free(&s);
+
+	/* No secret, no session. */
+	ck_assert_int_eq(vs_session_create_bound(&db, VS_SCOPE_ADMIN, "root", "",
+						 tok2, csrf2), VS_DB_ERROR);
+	ck_assert_int_eq(vs_session_create_bound(&db, VS_SCOPE_ADMIN, "root", NULL,
+						 tok2, csrf2), VS_DB_ERROR);
+	ck_assert_str_eq(tok2, "");
+	ck_assert_int_eq(count("SELECT count(*) FROM server_sessions", NULL), 3);
+}
+END_TEST
+
 START_TEST(test_absolute_expiry_deletes)
 {
 	char tok[65], csrf[65];
@@ -618,6 +677,7 @@ session_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_create_stores_hashes_only);
 	tcase_add_test(tc, test_validate_and_scope);
+	tcase_add_test(tc, test_bound_session);
 	tcase_add_test(tc, test_absolute_expiry_deletes);
 	tcase_add_test(tc, test_unreadable_expiry_is_expired);
 	tcase_add_test(tc, test_touch_is_throttled);
