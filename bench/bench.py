@@ -125,7 +125,7 @@ def main():
     args = ap.parse_args()
     harness.BINARY = os.path.abspath(args.binary)
     conns = [int(c) for c in args.connections.split(",")]
-    workers = args.workers or os.cpu_count()
+    workers = args.workers or 2 * os.cpu_count()  # the stack's default
     tmp = tempfile.mkdtemp(prefix="vs-bench-")
     rows = []
     try:

@@ -174,7 +174,7 @@ def main():
     ap.add_argument("--workers", type=int, default=0)
     args = ap.parse_args()
     harness.BINARY = os.path.abspath(args.binary)
-    workers = args.workers or os.cpu_count()
+    workers = args.workers or 2 * os.cpu_count()  # the stack's default
     c = args.connections
     tmp = tempfile.mkdtemp(prefix="vs-bench-blobs-")
     rows = []

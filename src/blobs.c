@@ -6,9 +6,12 @@
  * against max_blob_bytes, hashed (SHA-256) and written to
  * blobs/.upload-<random>. Only after the body ended cleanly is the temp
  * file fsynced and closed; then ONE write transaction checks the scope's
- * reference, the quotas, puts the file in place (rename + directory
- * fsync) and inserts the rows, so concurrent uploads of the same content
- * cannot both charge quota or race the file into place (SYNC.md 7).
+ * reference, the quotas, puts the file in place (rename) and inserts the
+ * rows, so concurrent uploads of the same content cannot both charge
+ * quota or race the file into place (SYNC.md 7). The rename's directory
+ * is fsynced after the commit, outside the write lock, and before the
+ * answer: like the WAL's own fsync (db.c), nothing is acknowledged
+ * before it is durable, but other writers do not wait for the disk.
  * Every way out removes the temp file if it is still there.
  *
  * Why the temp file is not nginx's own request-body file: nginx sends
@@ -546,14 +549,13 @@ drop_dirs(const char *blobs_dir, const char *sha, bool made1, bool made2)
 /*
  * Puts the temp file at blobs/aa/bb/<sha> unless a regular file of the
  * right size is already there; a missing or wrong-sized one is replaced
- * (D24). The rename is made durable by fsyncing its directory before
- * the rows are committed. Runs under the write lock (the collector
- * unlinks only under it too). Returns 0 or an errno.
+ * (D24). Runs under the write lock (the collector unlinks only under it
+ * too); the caller makes the rename durable (sync_placement) once the
+ * lock is released. Returns 0 or an errno.
  */
 static int
 place_file(const char *blobs_dir, const char *tmp, struct attach *a)
 {
-	size_t dl = strlen(blobs_dir);
 	char *path = vs_blob_path(blobs_dir, a->sha);
 	struct stat st;
 	int e = 0;
@@ -581,9 +583,6 @@ place_file(const char *blobs_dir, const char *tmp, struct attach *a)
 			goto out;
 	}
 	a->placed = true;
-	path[dl + 6] = '\0';
-	if (!vs_fsync_dir(path))
-		e = errno;
 out:
 	free(path);
 	return e;
@@ -646,6 +645,28 @@ write_rows(struct vs_db *db, const struct attach *a)
 	return step_done(db, st, "blob ref write");
 }
 
+/*
+ * After the commit: the directory entry of blobs/aa/bb/<sha> reaches the
+ * disk before the answer says the blob is stored. Also when this upload
+ * found the file already there: the upload that placed it may still be
+ * between its commit and this same fsync. Returns 0 or an errno.
+ */
+static int
+sync_placement(const char *blobs_dir, const char *sha)
+{
+	size_t dl = strlen(blobs_dir);
+	char *path = vs_blob_path(blobs_dir, sha);
+	int e = 0;
+
+	if (path == NULL)
+		return ENOMEM;
+	path[dl + 6] = '\0';			/* blobs/aa/bb */
+	if (!vs_fsync_dir(path))
+		e = errno;
+	free(path);
+	return e;
+}
+
 /* Reference check, quota, placement and rows: one write transaction. */
 static void
 attach(struct vs_ctx *c, struct upload *u, const struct vs_device *d,
@@ -700,6 +721,13 @@ attach(struct vs_ctx *c, struct upload *u, const struct vs_device *d,
 	if ((s = write_rows(db, &a)) != VS_DB_OK ||
 	    (s = vs_db_commit(db)) != VS_DB_OK)
 		goto db_fail;
+	if ((e = sync_placement(c->app->blobs_dir, sha)) != 0) {
+		/* The rows stand and the file is in place; only its
+		 * durability is unknown. The client's retry is answered
+		 * as a duplicate after this same fsync succeeds. */
+		answer_io(c, e, "syncing a blob directory");
+		return;
+	}
 	vs_res_json(c->res, 200);
 	vs_buf_printf(&c->res->body, "{\"sha256\":\"%s\",\"size\":%lld}\n", sha,
 		      (long long)a.size);

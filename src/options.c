@@ -25,7 +25,7 @@ vs_options_usage(FILE *f)
 "\n"
 "Without a subcommand it runs the local stack: a private nginx on ADDR:PORT\n"
 "(default 127.0.0.1:47732, or VERSTAK_LISTEN, or listen/port in config.yml)\n"
-"in front of a supervised pool of N FastCGI workers (default: one per core).\n"
+"in front of a supervised pool of N FastCGI workers (default: two per core).\n"
 "Started by spawn-fcgi or multiwatch with a listening socket on standard\n"
 "input, it runs as one FastCGI worker instead.\n"
 "\n"

@@ -581,6 +581,22 @@ def test_disk_full_and_io_errors_answer_507_without_residue():
             r = upload(s, tok, content)
             assert r.status == 200
             assert download(s, tok, r.json()["sha256"]).body == content
+
+            # The directory fsync after the commit fails: the rows are
+            # in, but the blob is not acknowledged; the retry is, once
+            # the same fsync succeeds.
+            other = os.urandom(20000)
+            sha = hashlib.sha256(other).hexdigest()
+            with open(ctl, "w") as f:
+                f.write(f"fsync=1\nerrno=EIO\nmarker=/blobs/{sha[:2]}/{sha[2:4]}\n")
+            r = upload(s, tok, other)
+            expect_error(r, 507, "insufficient_storage", "insufficient storage")
+            assert s.worker_pids() == workers, "a worker died"
+            with open(ctl, "w") as f:
+                f.write("")
+            r = upload(s, tok, other)
+            assert r.status == 200 and r.json()["sha256"] == sha, r
+            assert download(s, tok, sha).body == other
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
