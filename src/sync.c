@@ -313,11 +313,9 @@ col_str(sqlite3_stmt *st, int i, struct str *out)
 
 	out->s = "";
 	out->n = 0;
-	if (sqlite3_column_type(st, i) == SQLITE_NULL)
-		return true;
 	t = sqlite3_column_text(st, i);
-	if (t == NULL)
-		return false;
+	if (t == NULL)	/* SQL NULL, or no memory to convert the value */
+		return sqlite3_errcode(sqlite3_db_handle(st)) != SQLITE_NOMEM;
 	out->s = (const char *)t;
 	out->n = (size_t)sqlite3_column_bytes(st, i);
 	return true;

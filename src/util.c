@@ -219,7 +219,7 @@ vs_buf_reset(struct vs_buf *b)
 }
 
 bool
-vs_buf_reserve(struct vs_buf *b, size_t extra)
+vs_buf_grow(struct vs_buf *b, size_t extra)
 {
 	size_t need, ncap;
 	char *p;
@@ -243,18 +243,6 @@ vs_buf_reserve(struct vs_buf *b, size_t extra)
 fail:
 	b->oom = true;
 	return false;
-}
-
-bool
-vs_buf_append(struct vs_buf *b, const void *p, size_t n)
-{
-	if (!vs_buf_reserve(b, n))
-		return false;
-	if (n > 0)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return true;
 }
 
 bool

@@ -10,6 +10,7 @@
 #define VS_UTIL_H
 
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 #include <stdbool.h>
 #include <time.h>
@@ -46,8 +47,31 @@ struct vs_buf {
 void vs_buf_init(struct vs_buf *b);
 void vs_buf_free(struct vs_buf *b);
 void vs_buf_reset(struct vs_buf *b);
-bool vs_buf_reserve(struct vs_buf *b, size_t extra);
-bool vs_buf_append(struct vs_buf *b, const void *p, size_t n);
+/* Grows the buffer for extra more bytes plus the NUL; the slow path of
+ * vs_buf_reserve, which callers use instead. */
+bool vs_buf_grow(struct vs_buf *b, size_t extra);
+
+/* Room for extra more bytes plus a NUL. Inline: JSON pages make
+ * thousands of small appends, and the common case is one compare. */
+static inline bool
+vs_buf_reserve(struct vs_buf *b, size_t extra)
+{
+	if (!b->oom && extra < b->cap - b->len)
+		return true;
+	return vs_buf_grow(b, extra);
+}
+
+static inline bool
+vs_buf_append(struct vs_buf *b, const void *p, size_t n)
+{
+	if (!vs_buf_reserve(b, n))
+		return false;
+	if (n > 0)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return true;
+}
 bool vs_buf_puts(struct vs_buf *b, const char *s);
 bool vs_buf_printf(struct vs_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
