@@ -41,7 +41,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import free_port, run_cli, run_tests  # noqa: E402
+from harness import free_port, remove_writer_queue, run_cli, run_tests  # noqa: E402
 
 # aiosmtpd logs every refused handshake with a traceback; VS_MAIL_DEBUG=1
 # shows the whole SMTP conversation instead.
@@ -159,6 +159,7 @@ class DataDir:
         return self
 
     def __exit__(self, *exc):
+        remove_writer_queue(os.path.join(self.data, "server.db"))
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 

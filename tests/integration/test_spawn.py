@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fcgi_client  # noqa: E402
-from harness import BINARY, children_of, processes_mentioning, run_tests  # noqa: E402
+from harness import BINARY, children_of, processes_mentioning, remove_writer_queue, run_tests  # noqa: E402
 
 
 def find(prog):
@@ -76,6 +76,7 @@ def test_spawn_fcgi_and_multiwatch_pool():
             proc.wait()
         for pid in processes_mentioning(data):
             os.kill(pid, signal.SIGKILL)
+        remove_writer_queue(os.path.join(data, "server.db"))
         shutil.rmtree(tmp, ignore_errors=True)
 
 
