@@ -722,9 +722,10 @@ attach(struct vs_ctx *c, struct upload *u, const struct vs_device *d,
 	    (s = vs_db_commit(db)) != VS_DB_OK)
 		goto db_fail;
 	if ((e = sync_placement(c->app->blobs_dir, sha)) != 0) {
-		/* The rows stand and the file is in place; only its
-		 * durability is unknown. The client's retry is answered
-		 * as a duplicate after this same fsync succeeds. */
+		/* The rows stand and the file is in place, but a later
+		 * fsync that succeeds would not prove the rename reached
+		 * the disk: the server stops acknowledging writes. */
+		vs_db_storage_failed(db);
 		answer_io(c, e, "syncing a blob directory");
 		return;
 	}

@@ -492,6 +492,10 @@ vs_db_begin_write(struct vs_db *db)
 	 * next one starts the moment a commit ends instead of whenever its
 	 * busy-handler sleep is over. Not getting it within the budget is
 	 * not an error: SQLite's lock still decides below. */
+	if (vs_wlock_storage_failed(&db->wlock)) {
+		vs_log_error("db: write refused: an earlier fsync failed");
+		return VS_DB_ERROR;
+	}
 	if (db->tx_depth == 0)
 		(void)vs_wlock_acquire(&db->wlock, db->busy_budget_ms);
 	/* IMMEDIATE takes the write lock before the first read, so a
@@ -519,6 +523,8 @@ vs_db_sync(struct vs_db *db)
 
 	if (!db->sync_after_commit)
 		return VS_DB_OK;	/* FULL synced inside the commit */
+	if (vs_wlock_storage_failed(&db->wlock))
+		return VS_DB_ERROR;	/* logged when it happened */
 	/* In WAL mode the pager's journal file is the WAL itself; SQLite
 	 * keeps it open for the life of the connection. Its xSync is what
 	 * a FULL commit would have called, directory sync included. */
@@ -531,9 +537,24 @@ vs_db_sync(struct vs_db *db)
 	rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
 	if (rc != SQLITE_OK) {
 		vs_log_error("db: sync: %s", sqlite3_errstr(rc));
+		vs_db_storage_failed(db);
 		return VS_DB_ERROR;
 	}
 	return VS_DB_OK;
+}
+
+void
+vs_db_storage_failed(struct vs_db *db)
+{
+	vs_wlock_mark_storage_failed(&db->wlock);
+	vs_log_error("db: an fsync failed: no write is acknowledged any more;"
+		     " check the disk, then restart the server");
+}
+
+void
+vs_db_reset_shared(struct vs_db *db)
+{
+	vs_wlock_reset(&db->wlock);
 }
 
 enum vs_db_status

@@ -88,6 +88,12 @@ enum vs_db_status vs_db_commit(struct vs_db *db);
 /* Makes every transaction committed so far, by any process, durable
  * (an fsync of the WAL; a no-op at FULL). */
 enum vs_db_status vs_db_sync(struct vs_db *db);
+/* After a failed fsync of data a commit depends on (the WAL, a blob's
+ * directory): every process refuses writes from now on (writelock.h). */
+void vs_db_storage_failed(struct vs_db *db);
+/* At start-up, before any worker runs: forget the shared watermark and
+ * an earlier storage failure. */
+void vs_db_reset_shared(struct vs_db *db);
 void vs_db_rollback(struct vs_db *db);
 
 /* A cached prepared statement for a static SQL string (keyed by pointer),

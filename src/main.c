@@ -101,6 +101,7 @@ prepare_data_dir(const struct vs_options *o, struct vs_config *cfg,
 		return false;
 	if (vs_db_open(&db, o->data_dir, err, errlen) != VS_DB_OK)
 		goto out;
+	vs_db_reset_shared(&db);	/* no worker runs yet */
 	if (vs_db_migrate(&db, err, errlen) != VS_DB_OK)
 		goto out;
 	if (changed != NULL && !vs_admin_drop_sessions(&db, changed)) {
@@ -207,10 +208,18 @@ cmd_migrate(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!vs_app_open(&app, data, true, err, sizeof(err))) {
-		fprintf(stderr, "verstak-sync-server: %s\n", err);
+	/* Run before the workers start (systemd's ExecStartPre): the shared
+	 * state is reset first, so a storage failure of the last run does
+	 * not refuse the migration's own writes. */
+	if (!vs_app_open(&app, data, false, err, sizeof(err))) {
 		rc = 1;
+	} else {
+		vs_db_reset_shared(&app.db);
+		if (vs_db_migrate(&app.db, err, sizeof(err)) != VS_DB_OK)
+			rc = 1;
 	}
+	if (rc != 0)
+		fprintf(stderr, "verstak-sync-server: %s\n", err);
 	vs_app_close(&app);
 	return rc;
 }

@@ -1213,8 +1213,10 @@ init_durable(struct vs_db *db)
 	int64_t top;
 	int rc;
 
-	if (db->wlock.shm == NULL) {
-		db->durable_seq_known = true;	/* FULL: all is durable */
+	if (db->wlock.shm == NULL || vs_wlock_storage_failed(&db->wlock)) {
+		/* FULL: all is durable; after a failed fsync nothing new
+		 * is, and pull keeps showing what was before. */
+		db->durable_seq_known = true;
 		return VS_DB_OK;
 	}
 	s = vs_db_begin_read(db);

@@ -327,6 +327,15 @@ vs_worker_run(const char *data_dir)
 		vs_app_close(&app);
 		return 1;
 	}
+	/* Without the shared object this worker would run at FULL and show
+	 * every committed op, while the others hide the unsynced ones
+	 * (writelock.h): one such worker could let a cursor pass an op a
+	 * power cut takes back. */
+	if (app.db.wlock.shm == NULL) {
+		vs_log_error("cannot start: no shared writer queue in /dev/shm");
+		vs_app_close(&app);
+		return 1;
+	}
 	/* Pages are rendered from files: a worker that cannot load them
 	 * stops here, at start, instead of failing on its first page. */
 	if (vs_tpl_global() == NULL) {

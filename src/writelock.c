@@ -27,8 +27,9 @@ struct vs_wlock_shared {
 	pthread_mutex_t mutex;
 	volatile uint32_t magic;
 	/* The durable watermark (writelock.h); 0 in a new object. Only
-	 * touched with __atomic builtins. */
+	 * touched with __atomic builtins, like storage_failed. */
 	int64_t durable_seq;
+	int32_t storage_failed;	/* sticky: an fsync of ours failed */
 };
 
 static bool
@@ -165,6 +166,29 @@ vs_wlock_durable_seq(const struct vs_wlock *w)
 	return __atomic_load_n(&w->shm->durable_seq, __ATOMIC_ACQUIRE);
 }
 
+bool
+vs_wlock_storage_failed(const struct vs_wlock *w)
+{
+	return w->shm != NULL &&
+	       __atomic_load_n(&w->shm->storage_failed, __ATOMIC_ACQUIRE) != 0;
+}
+
+void
+vs_wlock_mark_storage_failed(struct vs_wlock *w)
+{
+	if (w->shm != NULL)
+		__atomic_store_n(&w->shm->storage_failed, 1, __ATOMIC_RELEASE);
+}
+
+void
+vs_wlock_reset(struct vs_wlock *w)
+{
+	if (w->shm == NULL)
+		return;
+	__atomic_store_n(&w->shm->durable_seq, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&w->shm->storage_failed, 0, __ATOMIC_RELEASE);
+}
+
 void
 vs_wlock_raise_durable_seq(struct vs_wlock *w, int64_t seq)
 {
@@ -172,6 +196,8 @@ vs_wlock_raise_durable_seq(struct vs_wlock *w, int64_t seq)
 
 	if (w->shm == NULL)
 		return;
+	if (vs_wlock_storage_failed(w))
+		return;	/* nothing is known to be durable any more */
 	cur = __atomic_load_n(&w->shm->durable_seq, __ATOMIC_RELAXED);
 	/* A failed exchange reloads cur; stop once someone else has
 	 * published at least as much. */

@@ -56,4 +56,18 @@ void vs_wlock_raise_durable_seq(struct vs_wlock *w, int64_t seq);
  * or the watermark with the ones that come after. */
 bool vs_wlock_unlink(const char *db_path);
 
+/*
+ * A failed fsync (of the WAL or of a blob directory) is sticky for every
+ * process of the server: Linux reports such an error once and then marks
+ * the unwritten pages clean, so a later fsync that succeeds proves
+ * nothing about them. From then on no write is acknowledged and the
+ * watermark stays where it is, until vs_wlock_reset at the next start
+ * (the stack's launcher, or `migrate` before spawn-fcgi's workers).
+ */
+bool vs_wlock_storage_failed(const struct vs_wlock *w);
+void vs_wlock_mark_storage_failed(struct vs_wlock *w);
+/* Forgets the watermark and the failure: only while no worker runs.
+ * Workers publish the watermark again from the database (sync.c). */
+void vs_wlock_reset(struct vs_wlock *w);
+
 #endif

@@ -580,11 +580,13 @@ def test_disk_full_and_io_errors_answer_507_without_residue():
                 f.write("")
             r = upload(s, tok, content)
             assert r.status == 200
-            assert download(s, tok, r.json()["sha256"]).body == content
+            r_ok_sha = r.json()["sha256"]
+            assert download(s, tok, r_ok_sha).body == content
 
             # The directory fsync after the commit fails: the rows are
-            # in, but the blob is not acknowledged; the retry is, once
-            # the same fsync succeeds.
+            # in, but the blob is not acknowledged. A later fsync that
+            # succeeds proves nothing about the lost write, so every
+            # write is refused (reads go on) until the server restarts.
             other = os.urandom(20000)
             sha = hashlib.sha256(other).hexdigest()
             with open(ctl, "w") as f:
@@ -594,6 +596,16 @@ def test_disk_full_and_io_errors_answer_507_without_residue():
             assert s.worker_pids() == workers, "a worker died"
             with open(ctl, "w") as f:
                 f.write("")
+            r = upload(s, tok, other)
+            expect_error(r, 500, "internal_error", "internal error")
+            r = s.post("/api/v1/sync/push", {"ops": [{"op_id": "after-eio",
+                       "entity_type": "note", "entity_id": "n",
+                       "op_type": "create", "payload_json": "{}"}]},
+                       headers={"Authorization": "Bearer " + tok})
+            expect_error(r, 500, "internal_error", "internal error")
+            assert download(s, tok, r_ok_sha).body == content
+            s.stop()
+            s.start()
             r = upload(s, tok, other)
             assert r.status == 200 and r.json()["sha256"] == sha, r
             assert download(s, tok, sha).body == other

@@ -879,6 +879,45 @@ static const char SQL_A[] = "SELECT value FROM server_smtp_config"
 static const char SQL_A_TWIN[] = "SELECT value FROM server_smtp_config"
 	" WHERE key = ?1 OR ?1 IS NULL";
 
+/* A failed fsync is sticky for every connection of the database: no
+ * write is begun, nothing is synced or published, until the reset that
+ * the launcher (or migrate) does before workers start. */
+START_TEST(test_storage_failure_is_sticky)
+{
+	struct vs_db db, other;
+	char err[256];
+
+	make_tmpdir();
+	open_migrated(&db);
+	if (db.wlock.shm == NULL) {
+		vs_db_close(&db);
+		rm_tmpdir();
+		return;	/* no shared object: FULL, nothing to share */
+	}
+	ck_assert_int_eq(vs_db_open(&other, tmpdir, err, sizeof(err)), VS_DB_OK);
+	vs_wlock_raise_durable_seq(&db.wlock, 5);
+	vs_db_storage_failed(&db);
+	ck_assert(vs_wlock_storage_failed(&other.wlock));
+	ck_assert_int_eq(vs_db_begin_write(&other), VS_DB_ERROR);
+	ck_assert_int_eq(other.tx_depth, 0);
+	ck_assert_int_eq(vs_db_sync(&other), VS_DB_ERROR);
+	vs_wlock_raise_durable_seq(&other.wlock, 9);
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), 5);
+	/* reads go on */
+	ck_assert_int_eq(vs_db_begin_read(&other), VS_DB_OK);
+	ck_assert_int_eq(vs_db_commit(&other), VS_DB_OK);
+
+	vs_db_reset_shared(&db);
+	ck_assert(!vs_wlock_storage_failed(&other.wlock));
+	ck_assert_int_eq(vs_wlock_durable_seq(&other.wlock), 0);
+	ck_assert_int_eq(vs_db_begin_write(&other), VS_DB_OK);
+	ck_assert_int_eq(vs_db_commit(&other), VS_DB_OK);
+	vs_db_close(&other);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
 START_TEST(test_stmt_cache)
 {
 	struct vs_db db;
@@ -1070,6 +1109,7 @@ db_suite(void)
 	tcase_add_test(tc, test_d36_no_repeated_promotion);
 	tcase_add_test(tc, test_transactions);
 	tcase_add_test(tc, test_stmt_cache);
+	tcase_add_test(tc, test_storage_failure_is_sticky);
 	tcase_add_test(tc, test_busy_waits_then_succeeds);
 	tcase_add_test(tc, test_busy_budget_exhausted);
 	suite_add_tcase(s, tc);
