@@ -10,18 +10,21 @@ measures, all in the same run:
      file via X-Accel-Redirect) against nginx serving the same file as a
      plain static file from the stack's /static/ location; the two
      alternate for --rounds rounds and the medians are compared;
-  2. POST of 1 MiB uploads, every one with unique content (wrk + a Lua
-     script that varies each body), through the whole path: multipart
+  2. POST of 1 MiB uploads, every one with unique content (upload_client.c:
+     one random body sent with writev behind a per-request unique prefix;
+     wrk's Lua has to build each 1 MiB body as a new string and used more
+     CPU than the server), through the whole path: multipart
      parsing, SHA-256, temp file, fsync, rename, directory fsync, commit;
      beside it, what the file system alone allows for the same file work
      (write 1 MiB, fsync, mkdir, rename, directory fsyncs) in as many
      processes as there are workers;
   3. one 64 MiB upload (curl) against `sha256sum` of the same file;
   4. the workers' peak RSS (VmHWM) before and after a 256 MiB upload.
-Needs wrk and curl. Prints Markdown tables. A measurement, not a test.
+Needs wrk, curl and a C compiler. Prints Markdown tables. A measurement, not a test.
 """
 import argparse
 import hashlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -38,51 +41,25 @@ from bench import worker_hwm_kib, wrk  # noqa: E402
 
 MIB = 1024 * 1024
 
-# wrk: POST /api/v1/blobs/ with a 1 MiB file part whose first bytes are
-# unique per thread and request, so every upload is new content.
-UPLOAD_LUA = r"""
-local token = os.getenv("VS_TOKEN")
-local size = tonumber(os.getenv("VS_SIZE"))
-local boundary = "----verstakBench7MA4YWxkTrZu0gW"
--- globals: setup() sets "tid" in each thread's state (a local here
--- would shadow it)
-counter, tid = 0, 0
-local base
-
-function setup(thread)
-  tid = tid + 1
-  thread:set("tid", tid)
-end
-
-function init(args)
-  math.randomseed(os.time() + tid * 7919)
-  local parts = {}
-  for i = 1, size / 4096 do
-    local block = {}
-    for j = 1, 64 do block[j] = string.char(math.random(0, 255)) end
-    parts[i] = string.rep(table.concat(block), 64)
-  end
-  base = table.concat(parts):sub(33)
-  head = "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"file\";" ..
-         " filename=\"bench.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-  tail = "\r\n--" .. boundary .. "--\r\n"
-  local rnd = io.open("/dev/urandom", "rb"):read(4)
-  prefix = string.format("%08x", tid) ..
-           rnd:gsub(".", function(c) return string.format("%02x", c:byte()) end)
-end
-
-function request()
-  counter = counter + 1
-  local body = head .. prefix .. string.format("%016x", counter) .. base .. tail
-  return wrk.format("POST", "/api/v1/blobs/", {
-    ["Authorization"] = "Bearer " .. token,
-    ["Content-Type"] = "multipart/form-data; boundary=" .. boundary}, body)
-end
-"""
-
 DOWNLOAD_LUA = r"""
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("VS_TOKEN")
 """
+
+
+def build_upload_client(tmp):
+    out = os.path.join(tmp, "upload_client")
+    subprocess.run(["cc", "-O2", "-pthread", "-o", out,
+                    os.path.join(HERE, "upload_client.c")], check=True)
+    return out
+
+
+def upload_run(client, stack, token, conns, seconds):
+    out = subprocess.run([client, "127.0.0.1", str(stack.port), token, str(conns),
+                          str(seconds), str(MIB)],
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    return {"rps": r["rps"], "p50": r["p50_ms"], "p99": r["p99_ms"],
+            "non2xx": r["non2xx"] + r["errors"]}
 
 
 def seed(stack):
@@ -186,9 +163,7 @@ def main():
         blob_file = os.path.join(tmp, "blob-1m.bin")
         random_file(blob_file, MIB)
         shutil.copy(blob_file, os.path.join(static, "blob-1m.bin"))
-        upload_lua = os.path.join(tmp, "upload.lua")
-        with open(upload_lua, "w") as f:
-            f.write(UPLOAD_LUA)
+        client = build_upload_client(tmp)
         download_lua = os.path.join(tmp, "download.lua")
         with open(download_lua, "w") as f:
             f.write(DOWNLOAD_LUA)
@@ -214,7 +189,7 @@ def main():
         rows.append((f"GET 1 MiB blob, X-Accel-Redirect (median of {args.rounds})",
                      c, blob_r,
                      f"{100 * blob_r['rps'] / static_r['rps']:.0f}% of static"))
-        up_r = wrk(base + "/api/v1/blobs/", c, args.duration, upload_lua, env)
+        up_r = upload_run(client, s, token, c, args.duration)
         rows.append(("POST 1 MiB unique uploads", c, up_r,
                      f"{up_r['rps']:.0f} MiB/s"))
         fs_rate = fs_only_rate(os.path.join(os.path.dirname(s.data), "fs-only"),

@@ -56,6 +56,8 @@
 #define READ_CHUNK (256u << 10)
 /* The whole body may exceed the blob by this much (API.md 3.8 step 1). */
 #define BODY_SLACK (1 << 20)
+/* Temp-file bytes between two write-behind requests (start_writeback). */
+#define WRITEBACK_STEP (256 << 10)
 /* last_accessed is rewritten at most this often per reference. */
 #define ACCESS_REFRESH_SECONDS 60
 
@@ -228,6 +230,7 @@ struct upload {
 	struct vs_ctx *c;
 	int64_t max_bytes;
 	int64_t size;
+	int64_t flushed;       /* bytes handed to writeback so far */
 	int fd;                /* the temp file while open, else -1 */
 	char *tmp;             /* its path; NULL once gone */
 	EVP_MD_CTX *md;
@@ -292,6 +295,22 @@ on_part_begin(void *ud, const struct vs_mp_part *part)
 	return temp_open(u);
 }
 
+/*
+ * Write-behind: every WRITEBACK_STEP bytes, ask the kernel to start
+ * writing what arrived so far (no wait). The disk then works while the
+ * rest of the body streams in, and seal()'s fsync only waits for the
+ * tail. Advisory: a failure here is not an error, fsync decides.
+ */
+static void
+start_writeback(struct upload *u)
+{
+	if (u->size - u->flushed < WRITEBACK_STEP)
+		return;
+	(void)sync_file_range(u->fd, u->flushed, u->size - u->flushed,
+			      SYNC_FILE_RANGE_WRITE);
+	u->flushed = u->size;
+}
+
 static int
 on_part_data(void *ud, const char *data, size_t n)
 {
@@ -308,6 +327,7 @@ on_part_data(void *ud, const char *data, size_t n)
 	}
 	if (!vs_write_all(u->fd, data, n))
 		return io_stop(u, errno, "writing a temp upload");
+	start_writeback(u);
 	return 0;
 }
 
