@@ -1,0 +1,524 @@
+/*
+ * test_walbuf.c - unit tests for src/walbuf.c, the VFS that gathers a
+ * WAL commit's writes into one.
+ *
+ * The VFS under test is stacked on a counting, fault-injecting VFS of
+ * this file ("vs-test-fault", itself over SQLite's default), so the
+ * tests see exactly which writes reach the file and can make them fail.
+ * A second connection, and SQLite's own VFS, read what was written: the
+ * point is that nothing changes for readers, crash recovery or the file
+ * format, only the number of system calls.
+ *
+ * Must never: leave files behind (every test works in its own mkdtemp
+ * directory and removes it).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1	/* mkdtemp */
+#endif
+#include "walbuf.h"
+
+#include <check.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FAULT_VFS "vs-test-fault"
+#define WALBUF_OVER_FAULT VS_WALBUF_VFS "-" FAULT_VFS
+
+/* ------------------------------------------------------------------ */
+/* A counting, failing VFS under the one under test                   */
+/* ------------------------------------------------------------------ */
+
+static sqlite3_vfs *base_vfs;
+static sqlite3_vfs fault_vfs;
+static unsigned long wal_writes;	/* xWrite calls on WAL files */
+static bool fail_wal_writes;		/* they answer SQLITE_IOERR_WRITE */
+
+struct ff_file {
+	sqlite3_file base;
+	sqlite3_file *real;
+	bool wal;
+};
+
+#define FF_REAL(f) ((sqlite3_file *)((char *)(f) + sizeof(struct ff_file) + 16))
+#define R(f) (((struct ff_file *)(f))->real)
+
+static int
+ff_close(sqlite3_file *f)
+{
+	return R(f)->pMethods->xClose(R(f));
+}
+
+static int
+ff_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off)
+{
+	return R(f)->pMethods->xRead(R(f), p, n, off);
+}
+
+static int
+ff_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
+{
+	if (((struct ff_file *)f)->wal) {
+		wal_writes++;
+		if (fail_wal_writes)
+			return SQLITE_IOERR_WRITE;
+	}
+	return R(f)->pMethods->xWrite(R(f), p, n, off);
+}
+
+static int
+ff_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+	return R(f)->pMethods->xTruncate(R(f), size);
+}
+
+static int
+ff_sync(sqlite3_file *f, int flags)
+{
+	return R(f)->pMethods->xSync(R(f), flags);
+}
+
+static int
+ff_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+	return R(f)->pMethods->xFileSize(R(f), size);
+}
+
+static int
+ff_lock(sqlite3_file *f, int l)
+{
+	return R(f)->pMethods->xLock(R(f), l);
+}
+
+static int
+ff_unlock(sqlite3_file *f, int l)
+{
+	return R(f)->pMethods->xUnlock(R(f), l);
+}
+
+static int
+ff_reserved(sqlite3_file *f, int *out)
+{
+	return R(f)->pMethods->xCheckReservedLock(R(f), out);
+}
+
+static int
+ff_fcntl(sqlite3_file *f, int op, void *arg)
+{
+	return R(f)->pMethods->xFileControl(R(f), op, arg);
+}
+
+static int
+ff_sector(sqlite3_file *f)
+{
+	return R(f)->pMethods->xSectorSize(R(f));
+}
+
+static int
+ff_devchar(sqlite3_file *f)
+{
+	return R(f)->pMethods->xDeviceCharacteristics(R(f));
+}
+
+static int
+ff_shm_map(sqlite3_file *f, int pg, int sz, int extend, void volatile **pp)
+{
+	return R(f)->pMethods->xShmMap(R(f), pg, sz, extend, pp);
+}
+
+static int
+ff_shm_lock(sqlite3_file *f, int off, int n, int flags)
+{
+	return R(f)->pMethods->xShmLock(R(f), off, n, flags);
+}
+
+static void
+ff_shm_barrier(sqlite3_file *f)
+{
+	R(f)->pMethods->xShmBarrier(R(f));
+}
+
+static int
+ff_shm_unmap(sqlite3_file *f, int del)
+{
+	return R(f)->pMethods->xShmUnmap(R(f), del);
+}
+
+/* Version 2: the shared-memory calls, no memory-mapped pages. */
+static const sqlite3_io_methods ff_methods = {
+	2, ff_close, ff_read, ff_write, ff_truncate, ff_sync, ff_size,
+	ff_lock, ff_unlock, ff_reserved, ff_fcntl, ff_sector, ff_devchar,
+	ff_shm_map, ff_shm_lock, ff_shm_barrier, ff_shm_unmap, NULL, NULL,
+};
+
+static int
+ff_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int flags,
+	int *out)
+{
+	struct ff_file *f = (struct ff_file *)file;
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	f->real = FF_REAL(f);
+	f->wal = (flags & SQLITE_OPEN_WAL) != 0;
+	rc = base_vfs->xOpen(base_vfs, name, f->real, flags, out);
+	if (rc != SQLITE_OK) {
+		if (f->real->pMethods != NULL)
+			(void)f->real->pMethods->xClose(f->real);
+		file->pMethods = NULL;
+		return rc;
+	}
+	file->pMethods = &ff_methods;
+	return SQLITE_OK;
+}
+
+static int
+ff_delete(sqlite3_vfs *v, const char *name, int sync_dir)
+{
+	return base_vfs->xDelete(base_vfs, name, sync_dir);
+}
+
+static int
+ff_access(sqlite3_vfs *v, const char *name, int flags, int *out)
+{
+	return base_vfs->xAccess(base_vfs, name, flags, out);
+}
+
+static int
+ff_fullpath(sqlite3_vfs *v, const char *name, int n, char *out)
+{
+	return base_vfs->xFullPathname(base_vfs, name, n, out);
+}
+
+static int
+ff_random(sqlite3_vfs *v, int n, char *out)
+{
+	return base_vfs->xRandomness(base_vfs, n, out);
+}
+
+static int
+ff_sleep(sqlite3_vfs *v, int us)
+{
+	return base_vfs->xSleep(base_vfs, us);
+}
+
+static int
+ff_time(sqlite3_vfs *v, double *out)
+{
+	return base_vfs->xCurrentTime(base_vfs, out);
+}
+
+static int
+ff_lasterr(sqlite3_vfs *v, int n, char *out)
+{
+	return base_vfs->xGetLastError(base_vfs, n, out);
+}
+
+static void
+register_fault_vfs(void)
+{
+	if (base_vfs != NULL)
+		return;
+	base_vfs = sqlite3_vfs_find(NULL);
+	ck_assert_ptr_nonnull(base_vfs);
+	memset(&fault_vfs, 0, sizeof(fault_vfs));
+	fault_vfs.iVersion = 1;
+	fault_vfs.szOsFile = (int)sizeof(struct ff_file) + 16 + base_vfs->szOsFile;
+	fault_vfs.mxPathname = base_vfs->mxPathname;
+	fault_vfs.zName = FAULT_VFS;
+	fault_vfs.xOpen = ff_open;
+	fault_vfs.xDelete = ff_delete;
+	fault_vfs.xAccess = ff_access;
+	fault_vfs.xFullPathname = ff_fullpath;
+	fault_vfs.xRandomness = ff_random;
+	fault_vfs.xSleep = ff_sleep;
+	fault_vfs.xCurrentTime = ff_time;
+	fault_vfs.xGetLastError = ff_lasterr;
+	ck_assert_int_eq(sqlite3_vfs_register(&fault_vfs, 0), SQLITE_OK);
+	ck_assert_int_eq(vs_walbuf_register(FAULT_VFS), SQLITE_OK);
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                            */
+/* ------------------------------------------------------------------ */
+
+static char dir[64], dbpath[128];
+
+static void
+setup(void)
+{
+	register_fault_vfs();
+	strcpy(dir, "/tmp/vs_test_walbuf_XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(dbpath, sizeof(dbpath), "%s/t.db", dir);
+	wal_writes = 0;
+	fail_wal_writes = false;
+}
+
+static void
+teardown(void)
+{
+	static const char *const sfx[] = { "", "-wal", "-shm", "-journal" };
+	char p[160];
+
+	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s", dbpath, sfx[i]);
+		(void)unlink(p);
+	}
+	(void)rmdir(dir);
+}
+
+static sqlite3 *
+open_db(const char *vfs)
+{
+	sqlite3 *h = NULL;
+	int rc = sqlite3_open_v2(dbpath, &h, SQLITE_OPEN_READWRITE |
+				 SQLITE_OPEN_CREATE, vfs);
+
+	ck_assert_msg(rc == SQLITE_OK, "open: %s", sqlite3_errstr(rc));
+	sqlite3_busy_timeout(h, 5000);
+	return h;
+}
+
+static void
+exec_ok(sqlite3 *h, const char *sql)
+{
+	char *err = NULL;
+	int rc = sqlite3_exec(h, sql, NULL, NULL, &err);
+
+	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, err ? err : "?");
+	sqlite3_free(err);
+}
+
+static sqlite3_int64
+one_int(sqlite3 *h, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 v;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void
+integrity_ok(sqlite3 *h)
+{
+	sqlite3_stmt *st = NULL;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1,
+					    &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
+	sqlite3_finalize(st);
+}
+
+/* A table with four indexes, so one row touches five pages. */
+static void
+make_schema(sqlite3 *h)
+{
+	exec_ok(h, "PRAGMA journal_mode=WAL");
+	exec_ok(h, "PRAGMA synchronous=NORMAL");
+	exec_ok(h, "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT,"
+		   " c INTEGER, d BLOB)");
+	exec_ok(h, "CREATE INDEX t_a ON t(a)");
+	exec_ok(h, "CREATE INDEX t_b ON t(b)");
+	exec_ok(h, "CREATE INDEX t_c ON t(c)");
+	exec_ok(h, "CREATE INDEX t_ac ON t(a, c)");
+}
+
+static void
+insert_row(sqlite3 *h, int i, int blob_bytes)
+{
+	sqlite3_stmt *st = NULL;
+	char a[32], b[32];
+
+	snprintf(a, sizeof(a), "a-%08d", (i * 7919) % 100003);
+	snprintf(b, sizeof(b), "b-%08d", (i * 104729) % 100019);
+	ck_assert_int_eq(sqlite3_prepare_v2(h, "INSERT INTO t (a, b, c, d)"
+					    " VALUES (?1, ?2, ?3, zeroblob(?4))",
+					    -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 3, i);
+	sqlite3_bind_int(st, 4, blob_bytes);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* Tests                                                              */
+/* ------------------------------------------------------------------ */
+
+/* One commit touching several pages: one write below instead of two
+ * per page. The same commit without the VFS shows the difference. */
+START_TEST(test_commit_is_one_write)
+{
+	sqlite3 *h = open_db(WALBUF_OVER_FAULT), *plain;
+	unsigned long before, ours, theirs;
+
+	make_schema(h);
+	for (int i = 0; i < 200; i++)
+		insert_row(h, i, 0);
+	before = wal_writes;
+	insert_row(h, 1000, 0);
+	ours = wal_writes - before;
+	ck_assert_uint_eq(ours, 1);
+	sqlite3_close(h);
+
+	plain = open_db(FAULT_VFS);
+	before = wal_writes;
+	insert_row(plain, 1001, 0);
+	theirs = wal_writes - before;
+	/* header + page for each of at least five pages */
+	ck_assert_uint_ge(theirs, 10);
+	ck_assert_int_eq(one_int(plain, "SELECT count(*) FROM t"), 202);
+	integrity_ok(plain);
+	sqlite3_close(plain);
+}
+END_TEST
+
+/* Every commit is visible to another connection at once, whatever its
+ * size (some exceed the buffer), and to SQLite's own VFS afterwards. */
+START_TEST(test_other_connections_see_every_commit)
+{
+	sqlite3 *w = open_db(WALBUF_OVER_FAULT), *r, *plain;
+	sqlite3_int64 expect_sum = 0;
+
+	make_schema(w);
+	r = open_db(WALBUF_OVER_FAULT);
+	for (int i = 1; i <= 300; i++) {
+		int rows = 1 + i % 7;
+		int blob = (i % 50 == 0) ? 700 * 1024 : (i % 3) * 3000;
+
+		exec_ok(w, "BEGIN IMMEDIATE");
+		for (int k = 0; k < rows; k++) {
+			insert_row(w, i * 10 + k, blob);
+			expect_sum += i * 10 + k;
+		}
+		exec_ok(w, "COMMIT");
+		ck_assert_int_eq(one_int(r, "SELECT coalesce(sum(c), 0) FROM t"),
+				 expect_sum);
+		if (i % 100 == 0)
+			exec_ok(w, "PRAGMA wal_checkpoint(TRUNCATE)");
+	}
+	integrity_ok(r);
+	sqlite3_close(r);
+	sqlite3_close(w);
+
+	plain = open_db(NULL);
+	ck_assert_int_eq(one_int(plain, "SELECT sum(c) FROM t"), expect_sum);
+	integrity_ok(plain);
+	sqlite3_close(plain);
+}
+END_TEST
+
+/* A commit whose write fails reports the error and leaves the database
+ * as it was for everyone; the connection goes on afterwards. */
+START_TEST(test_failed_write_fails_the_commit)
+{
+	sqlite3 *w = open_db(WALBUF_OVER_FAULT), *r;
+	int rc;
+
+	make_schema(w);
+	r = open_db(WALBUF_OVER_FAULT);
+	for (int i = 0; i < 20; i++)
+		insert_row(w, i, 100);
+	exec_ok(w, "BEGIN IMMEDIATE");
+	insert_row(w, 100, 100);
+	insert_row(w, 101, 100);
+	fail_wal_writes = true;
+	rc = sqlite3_exec(w, "COMMIT", NULL, NULL, NULL);
+	fail_wal_writes = false;
+	ck_assert_int_eq(rc & 0xff, SQLITE_IOERR);
+	if (!sqlite3_get_autocommit(w))
+		exec_ok(w, "ROLLBACK");
+	ck_assert_int_eq(one_int(r, "SELECT count(*) FROM t"), 20);
+	ck_assert_int_eq(one_int(w, "SELECT count(*) FROM t"), 20);
+
+	insert_row(w, 102, 100);
+	ck_assert_int_eq(one_int(r, "SELECT count(*) FROM t"), 21);
+	ck_assert_int_eq(one_int(r, "SELECT count(*) FROM t WHERE c >= 100"), 1);
+	integrity_ok(r);
+	integrity_ok(w);
+	sqlite3_close(r);
+	sqlite3_close(w);
+}
+END_TEST
+
+/* A transaction larger than the page cache spills frames to the WAL
+ * before its commit and reads them back; rolled back, nobody sees them,
+ * committed, everybody does. */
+START_TEST(test_spilled_transaction)
+{
+	sqlite3 *w = open_db(WALBUF_OVER_FAULT), *r;
+
+	make_schema(w);
+	exec_ok(w, "PRAGMA cache_size=20");
+	r = open_db(WALBUF_OVER_FAULT);
+	exec_ok(w, "BEGIN IMMEDIATE");
+	for (int i = 0; i < 3000; i++)
+		insert_row(w, i, 200);
+	ck_assert_int_eq(one_int(w, "SELECT count(*) FROM t"), 3000);
+	exec_ok(w, "ROLLBACK");
+	ck_assert_int_eq(one_int(r, "SELECT count(*) FROM t"), 0);
+
+	exec_ok(w, "BEGIN IMMEDIATE");
+	for (int i = 0; i < 3000; i++)
+		insert_row(w, i, 200);
+	exec_ok(w, "COMMIT");
+	ck_assert_int_eq(one_int(r, "SELECT count(*) FROM t"), 3000);
+	ck_assert_int_eq(one_int(r, "SELECT count(*) FROM t INDEXED BY t_ac"
+				    " WHERE a > ''"), 3000);
+	integrity_ok(r);
+	sqlite3_close(r);
+	sqlite3_close(w);
+}
+END_TEST
+
+/* Registering again over the same VFS is fine; an unknown one is not. */
+START_TEST(test_register)
+{
+	ck_assert_int_eq(vs_walbuf_register(FAULT_VFS), SQLITE_OK);
+	ck_assert_int_eq(vs_walbuf_register(NULL), SQLITE_OK);
+	ck_assert_int_eq(vs_walbuf_register(NULL), SQLITE_OK);
+	ck_assert_ptr_nonnull(sqlite3_vfs_find(VS_WALBUF_VFS));
+	ck_assert_int_ne(vs_walbuf_register("no-such-vfs"), SQLITE_OK);
+	/* not the default: other code keeps SQLite's own VFS */
+	ck_assert_str_ne(sqlite3_vfs_find(NULL)->zName, VS_WALBUF_VFS);
+}
+END_TEST
+
+static Suite *
+walbuf_suite(void)
+{
+	Suite *s = suite_create("walbuf");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_commit_is_one_write);
+	tcase_add_test(tc, test_other_connections_see_every_commit);
+	tcase_add_test(tc, test_failed_write_fails_the_commit);
+	tcase_add_test(tc, test_spilled_transaction);
+	tcase_add_test(tc, test_register);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(walbuf_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
