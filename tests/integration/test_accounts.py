@@ -22,7 +22,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Stack as _Stack  # noqa: E402
-from harness import copy_fixture, free_port, load_manifest, run_tests  # noqa: E402
+from harness import copy_fixture, free_port, load_manifest, run_cli, run_tests  # noqa: E402
 
 HOSTILE = "<script>alert(1)</script>&\"'"
 HOSTILE_ESC = html.escape(HOSTILE, quote=True).replace("&#x27;", "&#39;")
@@ -380,6 +380,20 @@ def test_fixture_users_log_in_with_manifest_passwords():
                 401, "unauthorized", "invalid credentials")
     expect_json(c.post("/api/v1/auth/login", {"username": "alice"}),
                 400, "invalid_request", "username and password required")
+    # D28: an unknown login costs a bcrypt run like a known one, so the
+    # answer times are of the same order (without the dummy run an
+    # unknown name answers in about 1 ms, a known one in 50+ ms).
+    t = Client(s)
+
+    def took(login):
+        t0 = time.monotonic()
+        expect_json(t.post("/api/v1/auth/login", {"username": login,
+                                                  "password": "wrong-password"}),
+                    401, "unauthorized", "invalid credentials")
+        return time.monotonic() - t0
+    known = min(took("bob") for _ in range(3))
+    unknown = min(took("nobody-at-all") for _ in range(3))
+    assert unknown > known / 4 and known > unknown / 4, (known, unknown)
     # The web form: every failure is the same 401 page.
     w = Client(s)
     for name in ("carol", "dave"):
@@ -456,10 +470,18 @@ def test_forgot_reset_and_sessions_end():
     assert "between 8 and 72 bytes" in expect_page(r, 200)
     r = w.post_form("/reset", {"token": tok, "password": "", "confirm": "x"})
     assert "fill in every field" in expect_page(r, 200)
+    # D10 on the web path too: sessions made before this reset end.
+    w.web_login("rita", "rita-password-2")
+    old = c.post("/api/v1/auth/login", {"username": "rita",
+                                        "password": "rita-password-2"}).json()["token"]
     r = w.post_form("/reset", {"token": tok, "password": "rita-password-4",
                                "confirm": "rita-password-4"})
     assert r.status == 303 and r.header("location") == "/reset/done", r
     assert r.header("cache-control") == "no-store"
+    expect_json(c.get("/api/v1/user/devices", headers={"Cookie": "user_session=" + old}),
+                401, "unauthorized", "session required")
+    r = w.get("/dashboard")
+    assert r.status == 302 and r.header("location") == "/login", r
     r = w.get("/reset/done")
     expect_page(r, 200)
     assert r.header("cache-control") == "no-store"
@@ -803,7 +825,16 @@ def test_sessions_survive_restart_and_die_at_logout():
 
 
 def test_registration_disabled():
-    s = make_stack(allow_registration=False).start()
+    s = make_stack(allow_registration=False)
+    # D4: saving config.yml (here: adding an administrator) writes the
+    # "off" explicitly, so the restart below still has registration off.
+    r = run_cli(["--data", s.data, "--admin-user", "regoff", "--admin-pass",
+                 "regoff-password", "--init-admin"])
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(s.data, "config.yml")) as f:
+        cfg = f.read()
+    assert "username: regoff" in cfg and "allow_registration: false" in cfg, cfg
+    s.start()
     try:
         c = Client(s)
         with db(s) as con:
@@ -905,6 +936,24 @@ def test_rate_limits():
     r = g.post_form("/register", {"username": "rl8", "email": "rl8@example.org",
                                   "password": "rl8-password"})
     expect_page(r, 429)
+    # reset: 8 per hour, by IP only; JSON 429, then the web form's page.
+    t = Client(s)
+    for i in range(8):
+        expect_json(t.post("/api/v1/auth/reset", {"token": f"{i:048x}",
+                                                  "new_password": "rl-password-1"}),
+                    400, "invalid_request", "invalid or expired token")
+    r = t.post("/api/v1/auth/reset", {"token": "f" * 48, "new_password": "rl-password-1"})
+    expect_json(r, 429, "rate_limited", "too many attempts")
+    assert int(r.header("retry-after")) >= 1
+    r = t.post_form("/reset", {"token": "f" * 48, "password": "rl-password-1",
+                               "confirm": "rl-password-1"})
+    expect_page(r, 429)
+    assert int(r.header("retry-after")) >= 1
+    assert r.header("cache-control") == "no-store"
+    # Another address is not limited by that bucket.
+    expect_json(Client(s).post("/api/v1/auth/reset", {"token": "f" * 48,
+                                                      "new_password": "rl-password-1"}),
+                400, "invalid_request", "invalid or expired token")
 
 
 def test_methods_headers_and_static():
