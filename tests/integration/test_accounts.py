@@ -353,6 +353,36 @@ def test_json_register_rules():
                            "('ab', 'alice2', 'bob@example.org')").fetchone()[0] == 0
 
 
+def test_login_exact_name_beats_email():
+    """D29: rows the reference could hold (A's user name is B's e-mail):
+    that login is A's, deterministically; a login that is not an exact
+    name goes to the e-mail step; such a name cannot be registered now."""
+    s = stack()
+    c = Client(s)
+    register_and_confirm(s, c, "dz-a", "dz-a@example.org", "dz-a-password")
+    register_and_confirm(s, c, "dz-b", "b-dz@example.org", "dz-b-password")
+    with db(s) as con:
+        con.execute("UPDATE server_users SET username = 'b-dz@example.org' "
+                    "WHERE username = 'dz-a'")
+        ids = dict(con.execute("SELECT email, id FROM server_users WHERE email IN "
+                               "('dz-a@example.org', 'b-dz@example.org')"))
+    a, b = ids["dz-a@example.org"], ids["b-dz@example.org"]
+    for _ in range(3):
+        r = c.post("/api/v1/auth/login", {"username": "b-dz@example.org",
+                                          "password": "dz-a-password"})
+        assert expect_json(r, 200)["user_id"] == a
+    # The exact name wins even with B's password: no fallback to B.
+    expect_json(c.post("/api/v1/auth/login", {"username": "b-dz@example.org",
+                                              "password": "dz-b-password"}),
+                401, "unauthorized", "invalid credentials")
+    # Not an exact name (case differs): the lowercased e-mail finds B.
+    r = c.post("/api/v1/auth/login", {"username": "B-DZ@example.org",
+                                      "password": "dz-b-password"})
+    assert expect_json(r, 200)["user_id"] == b
+    expect_json(json_register(Client(s), "dz-a@example.org", "dz-c@example.org"),
+                409, "conflict", "username or email already taken")
+
+
 def test_fixture_users_log_in_with_manifest_passwords():
     s = stack()
     c = Client(s)
