@@ -47,7 +47,7 @@ static const char *const security_headers[][2] = {
  * (494 is its internal "header too large"), "status" what an /api/ client
  * receives with the JSON body; non-API paths get nginx's own HTML page. */
 struct ngx_err {
-	const char *name;   /* named location: @vs_<name> */
+	const char *name;   /* its location: /_verstak_error/<name> */
 	int match;
 	int status;
 	const char *error;
@@ -90,6 +90,8 @@ static const struct ngx_err blob_errors[] = {
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+/* Where error_page sends nginx's own errors (internal: 404 to clients). */
+#define ERR_PREFIX "/_verstak_error/"
 
 /* A byte that would end or change the meaning of an nginx token: quotes,
  * statement and block delimiters, variables ($), comments (#), escapes,
@@ -164,17 +166,22 @@ emit_error_pages(struct vs_buf *b, const char *indent,
 {
 	for (size_t i = 0; i < n; i++)
 		if (errs[i].match != skip)
-			vs_buf_printf(b, "%serror_page %d @vs_%s;\n", indent,
+			vs_buf_printf(b, "%serror_page %d " ERR_PREFIX "%s;\n", indent,
 				      errs[i].match, errs[i].name);
 }
 
-/* One named location per error: JSON for /api/ (the desktop reads "<html"
- * in an error body as "not a Verstak server"), nginx's HTML page otherwise.
- * `types {}` makes default_type apply whatever the URI's extension is. */
+/* One internal location per error: JSON for /api/ (the desktop reads
+ * "<html" in an error body as "not a Verstak server"), nginx's HTML page
+ * otherwise. `types {}` makes default_type apply whatever the URI's
+ * extension is. Not named locations: nginx cannot redirect to one when
+ * the request line itself was refused (a %00 in the path, a URI over
+ * the header buffer), as no URI exists yet, and answered those with an
+ * HTML 500; an error page given as a URI sets one. */
 static void
 emit_error_location(struct vs_buf *b, const struct ngx_err *e)
 {
-	vs_buf_printf(b, "\n        location @vs_%s {\n", e->name);
+	vs_buf_printf(b, "\n        location = " ERR_PREFIX "%s {\n"
+		       "            internal;\n", e->name);
 	vs_buf_puts(b, "            types { }\n"
 		       "            default_type application/json;\n");
 	if (e->add_headers)
@@ -254,9 +261,11 @@ emit_http_settings(struct vs_buf *b, const struct vs_nginx_params *p)
 		"    reset_timedout_connection on;\n\n");
 	vs_buf_puts(b,
 		"    # $vs_api: the original request is under /api/, so errors nginx\n"
-		"    # answers itself must be JSON (it survives internal redirects)\n"
-		"    map $request_uri $vs_api {\n"
-		"        ~^/api/ 1;\n"
+		"    # answers itself must be JSON. The request line survives internal\n"
+		"    # redirects and exists even when nginx refused it (then\n"
+		"    # $request_uri is empty).\n"
+		"    map $request $vs_api {\n"
+		"        \"~^[^ ]+ +(https?://[^/]*)?/api/\" 1;\n"
 		"        default 0;\n"
 		"    }\n"
 		"    # Allow header for static 405s (empty = header not sent)\n"
@@ -388,7 +397,7 @@ emit_blob_api_location(struct vs_buf *b, const struct vs_nginx_params *p)
 		"            client_body_buffer_size 2m;\n", p->fcgi_socket);
 	emit_error_pages(b, "            ", generic_errors,
 			 N_ELEMS(generic_errors), 413);
-	vs_buf_printf(b, "            error_page 413 @vs_%s;\n"
+	vs_buf_printf(b, "            error_page 413 " ERR_PREFIX "%s;\n"
 		       "        }\n\n", blob_upload_413.name);
 }
 

@@ -72,6 +72,35 @@ def test_methods_and_unknown_paths():
         assert r.status == 301 and r.header("location") == "/api/v1/blobs/"
 
 
+def test_requests_nginx_refuses_get_the_contract_answer():
+    """Errors nginx raises itself: JSON under /api/, never an HTML 500,
+    also when it refused the request line before parsing a URI."""
+    with Stack() as s:
+        r = s.get("/api/v1/health%00")
+        assert r.status == 400, r
+        assert r.json() == {"error": "invalid request", "code": "invalid_request"}
+        assert_security_headers(r)
+        r = s.get("/api/v1/sync/pull%00x")
+        assert r.status == 400 and r.json()["code"] == "invalid_request", r
+        r = s.get("/dashboard%00")
+        assert r.status == 400, r
+        assert r.header("content-type").startswith("text/html")
+        r = s.get("/api/v1/" + "a" * 20000)
+        assert r.status == 414, r
+        assert r.json() == {"error": "request URI is too long",
+                            "code": "invalid_request"}
+        r = s.get("/api/v1/health", headers={"X-Big": "b" * 20000})
+        assert r.status == 400 and r.json()["code"] == "invalid_request", r
+        r = s.request("TRACE", "/api/v1/health")
+        assert r.status == 405 and r.json()["code"] == "method_not_allowed", r
+        # the error locations themselves are internal
+        r = s.get("/_verstak_error/err_400")
+        assert r.status == 404, r
+        # nothing above reached a worker as an internal error
+        with open(os.path.join(s.data, "run", "error.log")) as f:
+            assert "empty URI in redirect" not in f.read()
+
+
 def test_static_assets_from_nginx():
     with Stack() as s:
         r = s.get("/static/app.css")
