@@ -6,6 +6,7 @@
  */
 #include "json.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <string.h>
 #ifdef __SSE2__
@@ -142,21 +143,142 @@ vs_json_parse(const char *body, size_t len, cJSON **out)
 	return VS_JSON_OK;
 }
 
+/*
+ * Validation without a tree (payload_json of every pushed op, up to
+ * max_payload_json bytes): one pass, no allocation, the grammar of RFC
+ * 8259 with the reference's (Go's encoding/json.Valid) choices where the
+ * RFC leaves room: bytes >= 0x80 in strings are not checked as UTF-8, a
+ * \u escape of a lone surrogate is accepted, and arrays and objects nest
+ * at most VALID_MAX_DEPTH deep.
+ */
+#define VALID_MAX_DEPTH 10000
+
+static size_t
+valid_string(const char *s, size_t i, size_t n)
+{
+	/* s[i] is the opening quote; returns the index after the closing
+	 * one, or 0 when the string is malformed. */
+	for (i++; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"')
+			return i + 1;
+		if (c < 0x20)
+			return 0;
+		if (c != '\\')
+			continue;
+		if (++i >= n)
+			return 0;
+		if (s[i] == 'u') {
+			for (int k = 1; k <= 4; k++)
+				if (i + (size_t)k >= n ||
+				    !isxdigit((unsigned char)s[i + (size_t)k]))
+					return 0;
+			i += 4;
+		} else if (strchr("\"\\/bfnrt", s[i]) == NULL || s[i] == '\0') {
+			return 0;
+		}
+	}
+	return 0;
+}
+
+static size_t
+valid_literal(const char *s, size_t i, size_t n)
+{
+	static const char *const lits[] = { "true", "false", "null" };
+
+	for (size_t k = 0; k < 3; k++) {
+		size_t len = strlen(lits[k]);
+
+		if (n - i >= len && memcmp(s + i, lits[k], len) == 0)
+			return i + len;
+	}
+	return 0;
+}
+
+/* An object member's key and colon at s[i]: the index of its value, or
+ * 0 when they are malformed (0 is never the index of a member). */
+static size_t
+valid_key(const char *s, size_t i, size_t n)
+{
+	size_t next;
+
+	if (i >= n || s[i] != '"' || (next = valid_string(s, i, n)) == 0)
+		return 0;
+	i = skip_ws(s, next, n);
+	if (i >= n || s[i] != ':')
+		return 0;
+	return skip_ws(s, i + 1, n);
+}
+
 bool
 vs_json_valid(const char *s, size_t n)
 {
-	const char *end = NULL;
-	cJSON *v;
-	bool ok;
+	/* One bit per open container: 1 = object, 0 = array. */
+	unsigned char obj_bits[VALID_MAX_DEPTH / 8 + 1];
+	size_t depth = 0, i, next;
 
-	if (s == NULL || skip_ws(s, 0, n) == n || !json_bytes_ok(s, n))
+#define TOP_IS_OBJ() ((obj_bits[(depth - 1) / 8] >> ((depth - 1) % 8)) & 1)
+	if (s == NULL)
 		return false;
-	v = cJSON_ParseWithLengthOpts(s, n, &end, 0);
-	if (v == NULL)
-		return false;
-	ok = skip_ws(s, (size_t)(end - s), n) == n;
-	cJSON_Delete(v);
-	return ok;
+	i = skip_ws(s, 0, n);
+	for (;;) {
+		/* A value starts at s[i]. */
+		if (i >= n)
+			return false;
+		if (s[i] == '{' || s[i] == '[') {
+			unsigned char bit = (unsigned char)(1u << (depth % 8));
+
+			if (depth == VALID_MAX_DEPTH)
+				return false;
+			if (s[i] == '{')
+				obj_bits[depth / 8] |= bit;
+			else
+				obj_bits[depth / 8] &= (unsigned char)~bit;
+			depth++;
+			i = skip_ws(s, i + 1, n);
+			if (i < n && s[i] == (TOP_IS_OBJ() ? '}' : ']')) {
+				depth--;	/* empty: the container is a value */
+				i++;
+			} else {
+				if (TOP_IS_OBJ() && (i = valid_key(s, i, n)) == 0)
+					return false;
+				continue;	/* its first element */
+			}
+		} else if (s[i] == '"') {
+			if ((next = valid_string(s, i, n)) == 0)
+				return false;
+			i = next;
+		} else if (s[i] == 't' || s[i] == 'f' || s[i] == 'n') {
+			if ((next = valid_literal(s, i, n)) == 0)
+				return false;
+			i = next;
+		} else {
+			if ((next = number_len(s + i, n - i)) == 0)
+				return false;
+			i += next;
+		}
+		/* After a value: the end, or its container ends or goes on. */
+		for (;;) {
+			i = skip_ws(s, i, n);
+			if (depth == 0)
+				return i == n;
+			if (i >= n)
+				return false;
+			if (s[i] == (TOP_IS_OBJ() ? '}' : ']')) {
+				depth--;
+				i++;
+				continue;
+			}
+			if (s[i] != ',')
+				return false;
+			i = skip_ws(s, i + 1, n);
+			if (TOP_IS_OBJ() && (i = valid_key(s, i, n)) == 0)
+				return false;
+			break;	/* the next element */
+		}
+	}
+#undef TOP_IS_OBJ
 }
 
 bool

@@ -730,6 +730,111 @@ START_TEST(test_valid)
 }
 END_TEST
 
+static bool
+valid_s(const char *s)
+{
+	return valid_n(s, strlen(s));
+}
+
+/* The grammar, case by case: what Go's encoding/json.Valid (the
+ * reference's check) accepts and refuses. */
+START_TEST(test_valid_grammar)
+{
+	static const char *const ok[] = {
+		"0", "-0", "12", "-1.5", "1e5", "1E+5", "2.5e-3", "true", "false",
+		"null", "\"\"", "\"a\\\"b\"", "\"\\/\\b\\f\\n\\r\\t\\\\\"",
+		"\"\\u00e9\\uD83D\\uDE00\"",
+		"\"\\ud800\"",		/* lone surrogate: Go accepts it */
+		"\"\xff\xfe\"",		/* bytes are not checked as UTF-8 */
+		"\"\xd0\x9f\xd1\x80\xd0\xb8\"",
+		"[]", "{}", "[ ]", "{ }", "[1,2,3]", "[[],[[]],{}]",
+		"{\"a\":1,\"b\":[true,null],\"c\":{\"d\":\"e\"}}",
+		" \t\r\n{ \"a\" : [ 1 , { } ] } \n",
+		"{\"\":\"\"}", "[\"a\",\"b\"]", "-0.0e0",
+	};
+	static const char *const bad[] = {
+		"", " ", "+1", "01", "-01", "1.", ".5", "1e", "1e+", "-", "--1",
+		"0x10", "1 2", "NaN", "Infinity", "tru", "nul", "nulls", "truefalse",
+		"True", "'a'", "\"a", "\"\\x\"", "\"\\u12\"", "\"\\u12G4\"",
+		"\"a\tb\"", "\"\n\"", "[", "]", "[1,]", "[,1]", "[1 2]", "{",
+		"}", "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{1:2}", "{\"a\":1,}",
+		"{,\"a\":1}", "{\"a\":1 \"b\":2}", "[}", "{]", "[1}", "{\"a\":1]",
+		"[1]]", "{}}", "\f{}", "{}\f", "[1,\v2]", "/* */ 1", "1 // c",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		ck_assert_msg(valid_s(ok[i]), "should be valid: %s", ok[i]);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(!valid_s(bad[i]), "should be invalid: %s", bad[i]);
+	/* a NUL byte is never part of JSON text */
+	ck_assert(!valid_n("[1,\0 2]", 6));
+	ck_assert(!valid_n("\"a\0\"", 4));
+}
+END_TEST
+
+/* Nesting up to Go's limit of 10000, and no further; no recursion, so
+ * a deep payload cannot exhaust the worker's stack. */
+START_TEST(test_valid_depth)
+{
+	size_t n = 10001;
+	char *s = malloc(2 * n + 1);
+
+	ck_assert_ptr_nonnull(s);
+	for (size_t d = 9999; d <= n; d++) {
+		memset(s, '[', d);
+		memset(s + d, ']', d);
+		ck_assert_msg(valid_n(s, 2 * d) == (d <= 10000), "depth %zu", d);
+	}
+	/* objects count the same */
+	for (size_t k = 0; k < 3000; k++)
+		memcpy(s + 5 * k, "{\"a\":", 5);
+	memset(s + 15000, '1', 1);
+	memset(s + 15001, '}', 3000);
+	ck_assert(valid_n(s, 18001));
+	s[18000] = ']';
+	ck_assert(!valid_n(s, 18001));
+	free(s);
+}
+END_TEST
+
+/* Every document the writer produces and cJSON prints is valid; cutting
+ * any of them short never is (a prefix of one value is not a value,
+ * except where the cut leaves a complete number). */
+START_TEST(test_valid_agrees_on_generated_documents)
+{
+	unsigned seed = 12345;
+
+	for (int round = 0; round < 300; round++) {
+		cJSON *root = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+		char *text;
+		size_t len;
+
+		ck_assert_ptr_nonnull(root);
+		ck_assert_ptr_nonnull(arr);
+		for (int k = 0; k < 1 + round % 9; k++) {
+			char key[16], val[32];
+
+			seed = seed * 1103515245u + 12345u;
+			snprintf(key, sizeof(key), "k%u", seed % 1000);
+			snprintf(val, sizeof(val), "v\"\\\n\x01%u\xc3\xa9", seed);
+			cJSON_AddItemToObject(root, key, cJSON_CreateString(val));
+			cJSON_AddItemToArray(arr, cJSON_CreateNumber(
+						     (double)(int)(seed % 100000) - 50000.25));
+			cJSON_AddItemToArray(arr, (seed & 1) ? cJSON_CreateTrue() :
+					     cJSON_CreateNull());
+		}
+		cJSON_AddItemToObject(root, "list", arr);
+		text = (round & 1) ? cJSON_Print(root) : cJSON_PrintUnformatted(root);
+		ck_assert_ptr_nonnull(text);
+		len = strlen(text);
+		ck_assert_msg(valid_n(text, len), "%s", text);
+		for (size_t cut = 1; cut < len; cut += 1 + len / 40)
+			ck_assert_msg(!valid_n(text, cut), "prefix %zu of %s", cut, text);
+		free(text);
+		cJSON_Delete(root);
+	}
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *
@@ -779,6 +884,9 @@ json_suite(void)
 
 	tc = tcase_create("valid");
 	tcase_add_test(tc, test_valid);
+	tcase_add_test(tc, test_valid_grammar);
+	tcase_add_test(tc, test_valid_depth);
+	tcase_add_test(tc, test_valid_agrees_on_generated_documents);
 	suite_add_tcase(s, tc);
 	return s;
 }
