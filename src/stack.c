@@ -6,7 +6,9 @@
  * listening socket (kept open here so a replacement worker inherits the
  * very same queue), the worker and nginx child processes, their
  * replacement when they die, and the ordered stop: nginx drains first,
- * then the workers finish their request, then everything is reaped.
+ * then the workers finish their request, then mail senders the workers
+ * detached (adopted here as subreaper) get a short grace, and
+ * everything is reaped.
  *
  * Must never: serve a request or open the database; busy-loop when
  * children keep dying; return while a child it started is still alive;
@@ -21,6 +23,8 @@
 #include "nginxconf.h"
 #include "util.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -45,6 +49,11 @@
 #define START_WAIT_MS 10000      /* nginx must accept within this */
 #define STOP_GRACE_MS 20000      /* DATA.md 2: in-flight requests, 20 s */
 #define KILL_WAIT_MS 5000        /* after SIGKILL, reaping is quick */
+/* Mail senders the workers detached (smtp.c) and that we adopted as
+ * subreaper: at a stop they get this long to finish their dialogue (it
+ * is bounded at 30 s by itself), then they are stopped, so a stop never
+ * leaves a process of the server behind. */
+#define ADOPTED_GRACE_MS 5000
 #define RESPAWN_WINDOW_MS 1000   /* at most RESPAWN_MAX respawns per window */
 #define RESPAWN_MAX 10
 #define HOLD_MIN_MS 1000         /* back-off when the limit is hit ... */
@@ -80,6 +89,7 @@ struct stack {
 	int nginx_backoff_ms;
 	bool up;                 /* announced; from now on nginx is restarted */
 	bool stopping;
+	bool children_left;      /* reap_children saw a live child */
 	sigset_t sigs, old_mask;
 	struct sigaction old_pipe;
 };
@@ -810,13 +820,16 @@ reap_children(struct stack *s)
 
 	for (;;) {
 		pid = waitpid(-1, &status, WNOHANG);
-		if (pid == 0)
+		if (pid == 0) {
+			s->children_left = true;
 			return;
+		}
 		if (pid < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno != ECHILD)
 				vs_log_warn("waitpid: %s", strerror(errno));
+			s->children_left = errno != ECHILD;
 			return;
 		}
 		describe_status(status, how, sizeof(how));
@@ -975,6 +988,93 @@ signal_workers(const struct stack *s, int sig)
 	}
 }
 
+static bool
+children_alive(const struct stack *s)
+{
+	return s->children_left;
+}
+
+/* The parent pid of a process, from /proc/<pid>/stat ("pid (comm) state
+ * ppid ..."; comm may hold spaces and parentheses, so after the last
+ * ')'), or -1. */
+static pid_t
+parent_of(long pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+	long pp;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	(void)close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (p == NULL || sscanf(p + 1, " %*c %ld", &pp) != 1)
+		return -1;
+	return (pid_t)pp;
+}
+
+/* Sends sig to every child of ours that is neither nginx nor a worker:
+ * the orphans handed to us as subreaper. Returns how many there were. */
+static int
+signal_adopted(const struct stack *s, int sig)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL) {
+		vs_log_warn("cannot list /proc: %s", strerror(errno));
+		return 0;
+	}
+	while ((e = readdir(d)) != NULL) {
+		pid_t pid;
+
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		pid = (pid_t)atol(e->d_name);
+		if (parent_of(pid) != s->self)
+			continue;
+		if (pid == s->nginx || worker_slot(s, pid) >= 0)
+			continue;
+		if (kill(pid, sig) == 0)
+			n++;
+	}
+	(void)closedir(d);
+	return n;
+}
+
+/* After nginx and the workers: what they left running (a mail still
+ * being sent) gets a short grace, then SIGTERM, then SIGKILL. */
+static void
+stop_adopted(struct stack *s)
+{
+	static const int sigs[] = { SIGTERM, SIGKILL };
+
+	reap_children(s);
+	if (!s->children_left)
+		return;
+	vs_log_info("waiting up to %d s for mail still being sent",
+		    ADOPTED_GRACE_MS / 1000);
+	if (wait_until_gone(s, children_alive, ADOPTED_GRACE_MS))
+		return;
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		int n = signal_adopted(s, sigs[i]);
+
+		if (n > 0)
+			vs_log_warn("stopping %d leftover process%s (%s)", n,
+				    n == 1 ? "" : "es", strsignal(sigs[i]));
+		if (wait_until_gone(s, children_alive, KILL_WAIT_MS))
+			return;
+	}
+}
+
 /* nginx first (SIGQUIT: stop accepting, finish in-flight requests), so
  * no new request reaches a worker; then the workers (SIGTERM: finish the
  * current request, exit). Anything over its grace period is killed. */
@@ -1003,8 +1103,8 @@ stop_all(struct stack *s)
 			(void)wait_until_gone(s, workers_alive, KILL_WAIT_MS);
 		}
 	}
-	/* Orphans handed to us as subreaper (none expected): collect them. */
-	reap_children(s);
+	/* Orphans handed to us as subreaper: detached mail senders. */
+	stop_adopted(s);
 }
 
 /* ---- main flow -------------------------------------------------------- */

@@ -18,7 +18,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, free_port, run_cli, run_tests  # noqa: E402
+from harness import (Stack, free_port, processes_mentioning, run_cli,  # noqa: E402
+                     run_tests)
 from test_accounts import Client, hidden  # noqa: E402
 from test_mail import Server  # noqa: E402
 
@@ -294,6 +295,36 @@ def test_silent_smtp_server_does_not_hold_requests():
             line = wait_log(s, "mail (reset) to ivy@example.org not sent", "timed out")
             assert time.monotonic() - sent < 30, line
             wait_log(s, "mail (confirm) to ivy@example.org not sent", "timed out")
+        finally:
+            s.cleanup()
+
+
+def test_stop_leaves_no_mail_sender_behind():
+    """A mail still being sent when the stack stops (an SMTP server that
+    never answers, the production 30 s deadline): the stop waits a short
+    grace, then ends the sender; no process of the server is left."""
+    with socket.socket() as lsock:
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(16)
+        s = start(lsock.getsockname()[1])
+        try:
+            c = Client(s)
+            r = c.post("/api/v1/auth/register", {"username": "kim",
+                                                 "email": "kim@example.org",
+                                                 "password": "kim-password-1"})
+            assert r.status == 200, r
+            deadline = time.time() + 10
+            while time.time() < deadline and not any(
+                    "vs-mail-sender" in open(f"/proc/{pid}/comm").read()
+                    for pid in processes_mentioning(s.data)
+                    if os.path.exists(f"/proc/{pid}/comm")):
+                time.sleep(0.1)
+            t0 = time.monotonic()
+            assert s.stop() == 0
+            took = time.monotonic() - t0
+            assert took < 15, f"stop took {took:.1f}s"
+            assert s.leftovers() == [], s.leftovers()
+            wait_log(s, "stopping", "leftover process")
         finally:
             s.cleanup()
 
