@@ -4,7 +4,7 @@
  * Modes: the local stack (default), a FastCGI worker (--fcgi-worker, or
  * a listening socket on standard input as spawn-fcgi passes it), the
  * admin bootstrap (--admin-user ... [--init-admin]), and subcommands
- * (migrate, user, gc). Start-up follows DATA.md 2: data directory, config,
+ * (migrate, user, smtp, gc, sequence). Start-up follows DATA.md 2: data directory, config,
  * overrides, admin, database (created and migrated), blobs/, listen.
  *
  * Must never: serve requests itself (worker.c does) or hold a database
@@ -17,6 +17,7 @@
 #include "gc.h"
 #include "log.h"
 #include "options.h"
+#include "sequence_cli.h"
 #include "smtp_cli.h"
 #include "stack.h"
 #include "user_cli.h"
@@ -240,6 +241,8 @@ main(int argc, char **argv)
 		return vs_smtp_cli(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "gc") == 0)
 		return vs_gc_cli(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "sequence") == 0)
+		return vs_sequence_cli(argc, argv);
 	if (!vs_options_parse(argc, argv, &o, err, sizeof(err))) {
 		fprintf(stderr, "verstak-sync-server: %s\n(see --help)\n", err);
 		return 2;

@@ -21,6 +21,7 @@ vs_options_usage(FILE *f)
 "       verstak-sync-server user add|confirm|block|unblock|list|delete --data DIR ...\n"
 "       verstak-sync-server gc --data DIR [--grace-hours N]\n"
 "       verstak-sync-server smtp set|show|test --data DIR ...\n"
+"       verstak-sync-server sequence show|advance --data DIR [--by N]\n"
 "       verstak-sync-server --version | --help\n"
 "\n"
 "Without a subcommand it runs the local stack: a private nginx on ADDR:PORT\n"

@@ -64,6 +64,18 @@ const char vs_sync_sql_pull_page[] =
 static const char SQL_TOP_SEQUENCE[] =
 	"SELECT max(server_sequence) FROM server_ops";
 
+/* The highest sequence ever issued: the revisions counter, which
+ * AUTOINCREMENT never lets go back, or a stored op's if a migrated
+ * database has one above it. */
+static const char SQL_ISSUED[] =
+	"SELECT max(coalesce((SELECT seq FROM sqlite_sequence"
+	" WHERE name = 'server_revisions'), 0),"
+	" coalesce((SELECT max(server_sequence) FROM server_ops), 0))";
+static const char SQL_COUNTER_SET[] =
+	"UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'server_revisions'";
+static const char SQL_COUNTER_ADD[] =
+	"INSERT INTO sqlite_sequence (name, seq) VALUES ('server_revisions', ?1)";
+
 static const char SQL_BLOB_REF[] =
 	"SELECT size FROM server_blob_refs"
 	" WHERE user_id = ?1 AND vault_id = ?2 AND sha256 = ?3";
@@ -142,6 +154,9 @@ static const struct sync_err E_BLOB_SIZE =
 	  "blob size does not match uploaded content" };
 static const struct sync_err E_OP_ID_CONFLICT =
 	{ 409, "op_id_conflict", "op_id already used in another scope" };
+static const struct sync_err E_CURSOR_AHEAD =
+	{ 409, "cursor_ahead",
+	  "since_sequence is beyond every sequence this server has issued" };
 static const struct sync_err E_PULL_NEGATIVE =
 	{ 400, "invalid_request",
 	  "sequence and page_limit must be non-negative" };
@@ -946,6 +961,79 @@ push_in_tx(struct push_ctx *c)
 	return finish_answer(c);
 }
 
+static int
+read_issued(struct vs_db *db, int64_t *issued)
+{
+	sqlite3_stmt *st = vs_db_stmt(db, SQL_ISSUED);
+	int rc;
+
+	*issued = 0;
+	if (st == NULL)
+		return SQLITE_ERROR;	/* db.c logged why */
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*issued = sqlite3_column_int64(st, 0);
+		return SQLITE_OK;
+	}
+	return rc;
+}
+
+enum vs_db_status
+vs_sync_issued(struct vs_db *db, int64_t *issued)
+{
+	enum vs_db_status s = vs_db_begin_read(db);
+	int rc;
+
+	*issued = 0;
+	if (s != VS_DB_OK)
+		return s;
+	rc = read_issued(db, issued);
+	if (rc != SQLITE_OK) {
+		s = vs_db_status_of(db, rc, "issued sequence");
+		vs_db_rollback(db);
+		return s == VS_DB_OK ? VS_DB_ERROR : s;
+	}
+	return vs_db_commit(db);
+}
+
+enum vs_db_status
+vs_sync_advance(struct vs_db *db, int64_t by, int64_t *before,
+		int64_t *after)
+{
+	enum vs_db_status s;
+	sqlite3_stmt *st;
+	int rc;
+
+	*before = *after = 0;
+	if (by <= 0 || by > VS_SYNC_ADVANCE_MAX)
+		return VS_DB_ERROR;
+	if ((s = vs_db_begin_write(db)) != VS_DB_OK)
+		return s;
+	rc = read_issued(db, before);
+	if (rc == SQLITE_OK && *before > INT64_MAX - by)
+		rc = SQLITE_RANGE;
+	if (rc == SQLITE_OK) {
+		*after = *before + by;
+		st = vs_db_stmt(db, SQL_COUNTER_SET);
+		rc = st == NULL ? SQLITE_ERROR : sqlite3_bind_int64(st, 1, *after);
+		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE)
+			rc = SQLITE_OK;
+	}
+	if (rc == SQLITE_OK && sqlite3_changes(db->h) == 0) {
+		/* No op was ever stored: the counter has no row yet. */
+		st = vs_db_stmt(db, SQL_COUNTER_ADD);
+		rc = st == NULL ? SQLITE_ERROR : sqlite3_bind_int64(st, 1, *after);
+		if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_DONE)
+			rc = SQLITE_OK;
+	}
+	if (rc != SQLITE_OK) {
+		s = vs_db_status_of(db, rc, "advance sequence");
+		vs_db_rollback(db);
+		return s == VS_DB_OK ? VS_DB_ERROR : s;
+	}
+	return vs_db_commit(db);
+}
+
 /* Syncs the WAL and raises the durable watermark to top, the highest
  * sequence committed before the sync. */
 static void
@@ -1278,6 +1366,25 @@ vs_sync_pull(struct vs_db *db, const struct vs_limits *lim,
 		return;
 	}
 	rc = read_max_sequence(db, sc, &pg);
+	if (rc == SQLITE_OK && pg.since > pg.max_seq) {
+		/* A cursor comes from this scope's own pages, so it is never
+		 * above the scope's maximum, unless the log went back: a
+		 * restored backup. The reference then shows nothing until
+		 * new ops pass the cursor, and the device skips every op
+		 * numbered below it, silently and for good. */
+		int64_t issued = 0;
+
+		rc = read_issued(db, &issued);
+		if (rc == SQLITE_OK && pg.since > issued) {
+			vs_db_rollback(db);
+			vs_log_warn("sync: pull from %lld, beyond the highest"
+				    " sequence issued (%lld): restored from a"
+				    " backup? see `sequence advance`",
+				    (long long)pg.since, (long long)issued);
+			answer_err(res, &E_CURSOR_AHEAD);
+			return;
+		}
+	}
 	if (rc == SQLITE_OK)
 		rc = read_page(db, sc, &pg, &res->body);
 	if (rc != SQLITE_OK) {

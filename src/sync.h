@@ -39,6 +39,22 @@ void vs_sync_pull(struct vs_db *db, const struct vs_limits *lim,
 		  const struct vs_scope *sc, const char *body, size_t len,
 		  struct vs_response *res);
 
+/*
+ * Restored backups (DEFECTS, further hardening). Restoring an older copy
+ * of server.db rewinds the sequence counter, while devices keep cursors
+ * from the newer log. Pull answers 409 cursor_ahead to a cursor beyond
+ * the highest sequence ever issued, instead of silently showing nothing
+ * below it; vs_sync_advance moves the counter past every cursor a device
+ * may hold, so new ops reach all of them.
+ */
+#define VS_SYNC_ADVANCE_MAX ((int64_t)1 << 50)
+/* The highest sequence ever issued (0 for an empty log). */
+enum vs_db_status vs_sync_issued(struct vs_db *db, int64_t *issued);
+/* Moves the counter to issued + by (1 <= by <= VS_SYNC_ADVANCE_MAX) in
+ * one write transaction; the next op gets issued + by + 1. */
+enum vs_db_status vs_sync_advance(struct vs_db *db, int64_t by,
+				  int64_t *before, int64_t *after);
+
 /* The SQL of the conflict scan and of pull, exposed so tests can check
  * their query plans (the conflict scan must use idx_server_ops_entity,
  * pull idx_server_ops_scope_sequence). */

@@ -113,6 +113,75 @@ def test_desktop_protocol_two_devices_and_isolation():
         expect_error(r, 409, "op_id_conflict")
 
 
+def test_restored_backup_cursor_ahead_then_sequence_advance():
+    """An operator restores an older server.db while devices hold cursors
+    from the newer log: pull answers 409 cursor_ahead instead of silently
+    skipping every op numbered below those cursors, and after `sequence
+    advance` new ops reach the devices again."""
+    s = Stack(workers=2)
+    try:
+        s.start()
+        add_user(s, "rita", "rita-password-1")
+        a = pair(s, "rita", "rita-password-1", "vault-r", "laptop")
+        b = pair(s, "rita", "rita-password-1", "vault-r", "desktop")
+        da = Desktop(s, a["device_token"], a["device_id"])
+        db_ = Desktop(s, b["device_token"], b["device_id"])
+        da.queue_ops(5)
+        da.sync()
+        db_.sync()
+        assert db_.cursor == 5 and len(db_.applied) == 5
+        s.stop()
+        db_path = os.path.join(s.data, "server.db")
+        backup = os.path.join(s.tmp, "server.db.backup")
+        assert not os.path.exists(db_path + "-wal")  # checkpointed at close
+        with open(db_path, "rb") as src, open(backup, "wb") as dst:
+            dst.write(src.read())
+
+        s.start()
+        da.queue_ops(10)
+        da.sync()
+        db_.sync()
+        assert db_.cursor == 15
+        s.stop()
+        # a restore replaces the database and drops its WAL and index
+        for leftover in (db_path + "-wal", db_path + "-shm"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+        with open(backup, "rb") as src, open(db_path, "wb") as dst:
+            dst.write(src.read())
+
+        s.start()
+        r = s.post("/api/v1/sync/pull", {"since_sequence": db_.cursor},
+                   headers=auth(b["device_token"]))
+        expect_error(r, 409, "cursor_ahead",
+                     "since_sequence is beyond every sequence this server has issued")
+        # new ops are numbered from the restored counter: still behind
+        da.cursor = 5
+        da.queue_ops(1)
+        da.push_all()
+        r = s.post("/api/v1/sync/pull", {"since_sequence": db_.cursor},
+                   headers=auth(b["device_token"]))
+        expect_error(r, 409, "cursor_ahead")
+
+        r = run_cli(["sequence", "show", "--data", s.data])
+        assert r.returncode == 0 and r.stdout.strip() == "highest sequence issued: 6", r
+        r = run_cli(["sequence", "advance", "--data", s.data, "--by", "1000"])
+        assert r.returncode == 0, r.stderr
+        assert "from 6 to 1006" in r.stdout, r.stdout
+        r = run_cli(["sequence", "advance", "--data", s.data])
+        assert r.returncode == 2 and "usage" in r.stderr  # --by is required
+
+        db_.sync()  # no error any more, nothing new for it yet
+        assert db_.cursor == 15
+        da.queue_ops(2)
+        da.push_all()
+        db_.sync()
+        new = [op["server_sequence"] for op in db_.applied[15:]]
+        assert new == [1007, 1008], new
+    finally:
+        s.cleanup()
+
+
 def test_concurrent_pushers_through_four_workers():
     with Stack(workers=4) as s:
         add_user(s, "carl", "carl-password")

@@ -1750,20 +1750,35 @@ START_TEST(test_pull_paging)
 	ck_assert_int_eq(check_page(&r, op_seq("c-139"), max, 10, false), max);
 	reply_free(&r);
 
-	/* P5: empty pages keep since, even beyond the maximum */
+	/* P5: empty pages keep since, even beyond the scope's maximum, up
+	 * to the highest sequence issued (vault-b's ops came later) */
 	r = pull(&SC_A1, max, 0);
 	ck_assert_int_eq(check_page(&r, max, max, 0, false), max);
 	reply_free(&r);
-	r = pull(&SC_A1, 999999, 5);
-	ck_assert_int_eq(jint(r.j, "page_last_sequence"), 999999);
+	r = pull(&SC_A1, op_seq("d-4"), 5);
+	ck_assert_int_eq(jint(r.j, "page_last_sequence"), op_seq("d-4"));
 	ck_assert_int_eq(jint(r.j, "server_sequence"), max);
 	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r.j, "has_more")));
 	reply_free(&r);
-	/* (2^62: JSON numbers pass through a double in the decoder) */
-	r = pull(&SC_A1, 4611686018427387904LL, 0);
-	ck_assert_ptr_nonnull(strstr(r.raw,
-		"\"page_last_sequence\":4611686018427387904"));
-	reply_free(&r);
+	/* beyond every sequence issued: a restored backup (see
+	 * test_pull_cursor_ahead_and_advance) */
+	pull_expect(&SC_A1, "{\"since_sequence\":999999}", 409, "cursor_ahead",
+		    "since_sequence is beyond every sequence this server has issued");
+	/* a large cursor keeps every digit */
+	{
+		int64_t before, after;
+		char want[64];
+
+		ck_assert_int_eq(vs_sync_advance(&db, VS_SYNC_ADVANCE_MAX,
+						 &before, &after), VS_DB_OK);
+		r = pull(&SC_A1, after, 0);
+		snprintf(want, sizeof(want), "\"page_last_sequence\":%lld",
+			 (long long)after);
+		ck_assert_int_gt(after, 1125899906842624LL);
+		ck_assert_ptr_nonnull(strstr(r.raw, want));
+		ck_assert_int_eq(after - before, 1125899906842624LL);
+		reply_free(&r);
+	}
 
 	/* other scopes: their own ops and maximum only */
 	r = pull(&SC_AB, 0, 0);
@@ -1777,6 +1792,57 @@ START_TEST(test_pull_paging)
 	r = pull(&(struct vs_scope){ U_BOB, "vault-x", "dev_b1" }, 0, 0);
 	check_page(&r, 0, 0, 0, false);
 	reply_free(&r);
+}
+END_TEST
+
+/* A restored backup rewinds the log while devices keep newer cursors:
+ * pull refuses a cursor beyond every sequence ever issued (instead of
+ * showing nothing below it for good), and advancing the counter makes
+ * new ops reach such a device. */
+START_TEST(test_pull_cursor_ahead_and_advance)
+{
+	static const char *const ahead =
+		"since_sequence is beyond every sequence this server has issued";
+	int64_t issued = -1, before = -1, after = -1;
+	struct reply r;
+	const cJSON *ops;
+
+	ck_assert_int_eq(vs_sync_issued(&db, &issued), VS_DB_OK);
+	ck_assert_int_eq(issued, 0);
+	pull_expect(&SC_A1, "{\"since_sequence\":1}", 409, "cursor_ahead", ahead);
+	push_many(&SC_A1, "r", 5);		/* 1..5 */
+	push_many(&SC_B, "b", 3);		/* 6..8, another scope */
+	ck_assert_int_eq(vs_sync_issued(&db, &issued), VS_DB_OK);
+	ck_assert_int_eq(issued, 8);
+	/* above the scope's maximum but issued elsewhere: an empty page */
+	r = pull(&SC_A1, 8, 0);
+	check_page(&r, 8, 5, 0, false);
+	reply_free(&r);
+	pull_expect(&SC_A1, "{\"since_sequence\":9}", 409, "cursor_ahead", ahead);
+	pull_expect(&SC_A2, "{\"since_sequence\":1000}", 409, "cursor_ahead",
+		    ahead);
+	ck_assert_int_eq(db.tx_depth, 0);
+
+	ck_assert_int_eq(vs_sync_advance(&db, 100, &before, &after), VS_DB_OK);
+	ck_assert_int_eq(before, 8);
+	ck_assert_int_eq(after, 108);
+	r = pull(&SC_A1, 100, 0);
+	check_page(&r, 100, 5, 0, false);
+	reply_free(&r);
+	push_many(&SC_A2, "n", 1);
+	r = pull(&SC_A1, 100, 0);
+	check_page(&r, 100, 109, 1, false);
+	ops = cJSON_GetObjectItemCaseSensitive(r.j, "ops");
+	ck_assert_int_eq(jint(cJSON_GetArrayItem(ops, 0), "server_sequence"), 109);
+	reply_free(&r);
+
+	ck_assert_int_eq(vs_sync_advance(&db, 0, &before, &after), VS_DB_ERROR);
+	ck_assert_int_eq(vs_sync_advance(&db, -5, &before, &after), VS_DB_ERROR);
+	ck_assert_int_eq(vs_sync_advance(&db, VS_SYNC_ADVANCE_MAX + 1, &before,
+					 &after), VS_DB_ERROR);
+	ck_assert_int_eq(vs_sync_issued(&db, &issued), VS_DB_OK);
+	ck_assert_int_eq(issued, 109);
+	ck_assert_int_eq(db.tx_depth, 0);
 }
 END_TEST
 
@@ -2347,6 +2413,7 @@ sync_suite(void)
 	tcase_add_test(tp, test_pull_paging);
 	tcase_add_test(tp, test_pull_hides_unsynced_ops);
 	tcase_add_test(tp, test_replay_publishes);
+	tcase_add_test(tp, test_pull_cursor_ahead_and_advance);
 	tcase_add_test(tp, test_pull_page_limit_config);
 	tcase_add_test(tp, test_pull_null_sequence_invisible);
 	tcase_add_test(tp, test_pull_verbatim);
