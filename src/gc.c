@@ -276,8 +276,8 @@ collect_stray(struct vs_db *db, const char *blobs_dir, time_t cutoff,
 
 /* An upload in progress writes its temp file continuously, so its mtime
  * is always recent: an old one belongs to a dead request. */
-static void
-collect_temps(const char *blobs_dir, time_t cutoff, struct vs_gc_report *r)
+void
+vs_gc_temps(const char *blobs_dir, time_t cutoff, struct vs_gc_report *r)
 {
 	size_t plen = strlen(VS_BLOB_TEMP_PREFIX);
 	DIR *dir = opendir(blobs_dir);
@@ -320,7 +320,7 @@ vs_gc_run(struct vs_db *db, const char *blobs_dir, const struct vs_gc_opts *o,
 	enum vs_db_status s;
 
 	memset(r, 0, sizeof(*r));
-	collect_temps(blobs_dir, now - (time_t)o->temp_seconds, r);
+	vs_gc_temps(blobs_dir, now - (time_t)o->temp_seconds, r);
 	s = collect_rows(db, blobs_dir, now, o->grace_seconds, r);
 	if (s == VS_DB_OK)
 		s = collect_stray(db, blobs_dir, now - (time_t)o->grace_seconds, r);

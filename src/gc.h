@@ -43,6 +43,10 @@ struct vs_gc_report {
 enum vs_db_status vs_gc_run(struct vs_db *db, const char *blobs_dir,
 			    const struct vs_gc_opts *o, struct vs_gc_report *r);
 
+/* Only the temp uploads (blobs/.upload-*) last modified before cutoff;
+ * counts go into r (which is not cleared). */
+void vs_gc_temps(const char *blobs_dir, time_t cutoff, struct vs_gc_report *r);
+
 /* `verstak-sync-server gc --data DIR [--grace-hours N]`: exit status. */
 int vs_gc_cli(int argc, char **argv);
 

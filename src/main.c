@@ -17,6 +17,7 @@
 #include "gc.h"
 #include "log.h"
 #include "options.h"
+#include "retention.h"
 #include "sequence_cli.h"
 #include "smtp_cli.h"
 #include "stack.h"
@@ -116,6 +117,8 @@ prepare_data_dir(const struct vs_options *o, struct vs_config *cfg,
 		free(blobs);
 		goto out;
 	}
+	/* DATA.md 2: retention once at start-up, before anyone listens. */
+	vs_retention_startup(&db, blobs, &cfg->eff.retention);
 	free(blobs);
 	ok = true;
 out:
@@ -218,6 +221,9 @@ cmd_migrate(int argc, char **argv)
 		vs_db_reset_shared(&app.db);
 		if (vs_db_migrate(&app.db, err, sizeof(err)) != VS_DB_OK)
 			rc = 1;
+		else	/* the system deployment's start-up (DATA.md 2) */
+			vs_retention_startup(&app.db, app.blobs_dir,
+					     &app.cfg.eff.retention);
 	}
 	if (rc != 0)
 		fprintf(stderr, "verstak-sync-server: %s\n", err);

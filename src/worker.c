@@ -12,6 +12,7 @@
 #include "app.h"
 #include "log.h"
 #include "request.h"
+#include "retention.h"
 #include "response.h"
 #include "router.h"
 #include "template.h"
@@ -378,6 +379,8 @@ vs_worker_run(const char *data_dir)
 		}
 		serve_one(&app, &freq, &res, &out);
 		FCGX_Finish_r(&freq);
+		/* The answer is out: upkeep here delays no client (D14). */
+		vs_retention_tick(&app.db, app.blobs_dir, &app.cfg.eff.retention);
 	}
 	FCGX_Finish_r(&freq);
 	FCGX_Free(&freq, 0);

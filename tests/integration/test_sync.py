@@ -276,6 +276,15 @@ def test_fixture_idempotency_replay():
     s = Stack(workers=1)
     try:
         copy_fixture(s.data)
+        # The record dates from the fixture's making: with the fixture's
+        # 24 h, the start-up retention (DATA.md 2) would delete it, as
+        # the reference's would. A server that keeps records longer:
+        conf = os.path.join(s.data, "config.yml")
+        with open(conf) as f:
+            text = f.read()
+        assert "idempotency_hours: 24" in text
+        with open(conf, "w") as f:
+            f.write(text.replace("idempotency_hours: 24", "idempotency_hours: 1000000"))
         db = sqlite3.connect(os.path.join(s.data, "server.db"))
         key = m["idempotency_key"]["key"]
         stored = db.execute("SELECT response_json FROM server_idempotency_keys "
