@@ -1,16 +1,33 @@
 /*
  * walbuf.c - see walbuf.h.
  *
- * A WAL file opened through this VFS is a struct wb_file: our fields,
- * then (at REAL_OFFSET) the file of the VFS below. Every other file is
- * the VFS below's own file object, opened in place, so its calls never
- * pass through here. The buffer is taken on the first write of a WAL
- * file; without memory the file simply writes through.
+ * Two kinds of file go through here. A main database file is a struct
+ * wb_db: our fields, then (at REAL_OFFSET) the file of the VFS below;
+ * every call goes straight to that file, but the database's shared-memory
+ * barrier and its release of the WAL write lock first flush the WAL
+ * buffer of the same connection. A WAL file is a struct wb_file laid out
+ * the same way. Every other file (journals, temp files) is the VFS
+ * below's own file object, opened in place.
  *
- * A frame header is FRAME_HDR bytes whose bytes 4..7 hold the database
- * size in pages for a commit frame and zero otherwise (the WAL format of
- * sqlite.org/fileformat2.html); the page that follows a commit header
- * ends the commit and flushes the buffer.
+ * The invariant that makes the buffer safe: it holds data only while its
+ * connection holds the WAL write lock, and is empty before SQLite makes
+ * a new WAL index header visible to others. SQLite publishes a commit by
+ * writing the wal-index header around an xShmBarrier of the database
+ * file, and releases the write lock with an xShmLock unlock of lock 0,
+ * after a commit and after a rollback alike: both flush here. Neither
+ * call can return an error, so a flush failing there marks the WAL file
+ * failed: its next sync (the one that would make the commit durable
+ * before it is acknowledged, db.c) and every later write fail.
+ *
+ * The common path reports errors normally: the page that completes a
+ * commit frame (a FRAME_HDR-byte header whose bytes 4..7 hold the
+ * database size, in the WAL format of sqlite.org/fileformat2.html) is
+ * flushed in its own xWrite, so a full disk fails the COMMIT itself.
+ * Reads, syncs, size queries, truncation, file-control calls and the
+ * close flush first as well.
+ *
+ * A WAL whose database was not opened through this VFS (no pairing) is
+ * written through, unbuffered.
  */
 #include "walbuf.h"
 
@@ -26,7 +43,11 @@
 #define BUF_CAP ((size_t)64 << 10)
 /* Several VFS objects can be stacked over different VFSes (tests). */
 #define MAX_VFS 4
-#define REAL_OFFSET ((sizeof(struct wb_file) + 15u) & ~(size_t)15u)
+#define MAX_(a, b) ((a) > (b) ? (a) : (b))
+#define REAL_OFFSET ((MAX_(sizeof(struct wb_file), sizeof(struct wb_db)) + \
+		      15u) & ~(size_t)15u)
+/* Lock 0 of the wal-index is WAL_WRITE_LOCK (SQLite's wal.c). */
+#define WAL_WRITE_LOCK_SLOT 0
 
 struct wb_vfs {
 	sqlite3_vfs base;
@@ -34,17 +55,32 @@ struct wb_vfs {
 	char name[64];
 };
 
+struct wb_db;
+
 struct wb_file {
 	sqlite3_file base;
 	sqlite3_file *real;	/* the VFS below's file, inside our memory */
+	struct wb_db *db;	/* its database file; NULL: write through */
 	unsigned char *buf;	/* gathered writes; NULL: write through */
 	size_t len;
 	sqlite3_int64 off;	/* file offset of buf[0] */
 	bool commit_pending;	/* buf ends with a commit frame's header */
 	bool no_buf;		/* malloc failed once: stay unbuffered */
+	bool failed;		/* a flush that could not report failed */
+};
+
+struct wb_db {
+	sqlite3_file base;
+	sqlite3_file *real;
+	const char *zname;	/* the name SQLite opened it by */
+	struct wb_file *wal;	/* its open WAL, or NULL */
+	struct wb_db *next;	/* the open databases of this process */
 };
 
 static struct wb_vfs vfs_tab[MAX_VFS];
+/* One list per process; SQLite's core calls the VFS from the thread
+ * that uses the connection, and this server has one thread. */
+static struct wb_db *open_dbs;
 static unsigned long writes_below;
 
 unsigned long
@@ -85,6 +121,15 @@ is_commit_header(const void *p, int n)
 	return n == FRAME_HDR && (h[4] | h[5] | h[6] | h[7]) != 0;
 }
 
+/* For calls that cannot return an error (see the top comment). */
+static void
+flush_or_fail(struct wb_file *f)
+{
+	f->commit_pending = false;
+	if (flush(f) != SQLITE_OK)
+		f->failed = true;
+}
+
 static int
 wal_write(sqlite3_file *file, const void *p, int n, sqlite3_int64 off)
 {
@@ -92,6 +137,10 @@ wal_write(sqlite3_file *file, const void *p, int n, sqlite3_int64 off)
 	bool commit_hdr = is_commit_header(p, n);
 	int rc;
 
+	if (f->failed)
+		return SQLITE_IOERR_WRITE;
+	if (f->db == NULL)	/* unpaired: nothing would flush in time */
+		return below_write(f, p, n, off);
 	if (f->buf == NULL && !f->no_buf) {
 		f->buf = malloc(BUF_CAP);
 		f->no_buf = f->buf == NULL;
@@ -144,6 +193,9 @@ wal_close(sqlite3_file *file)
 	struct wb_file *f = (struct wb_file *)file;
 	int rc = flush(f), rc2 = f->real->pMethods->xClose(f->real);
 
+	if (f->db != NULL)
+		f->db->wal = NULL;
+	f->db = NULL;
 	free(f->buf);
 	f->buf = NULL;
 	return rc != SQLITE_OK ? rc : rc2;
@@ -165,6 +217,8 @@ wal_sync(sqlite3_file *file, int flags)
 	struct wb_file *f = (struct wb_file *)file;
 	int rc = flush(f);
 
+	if (f->failed)
+		return SQLITE_IOERR_FSYNC;	/* what it should cover is lost */
 	return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
 }
 
@@ -248,13 +302,208 @@ static const sqlite3_io_methods wal_methods = {
 };
 
 /* ------------------------------------------------------------------ */
-/* VFS methods: open wraps WAL files, the rest go to the VFS below     */
+/* Database file methods: the VFS below's, plus the two flush points   */
+/* ------------------------------------------------------------------ */
+
+#define DR(file) (((struct wb_db *)(file))->real)
+
+static int
+db_close(sqlite3_file *file)
+{
+	struct wb_db *d = (struct wb_db *)file;
+
+	for (struct wb_db **pp = &open_dbs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	if (d->wal != NULL)
+		d->wal->db = NULL;	/* SQLite closes the WAL first anyway */
+	d->wal = NULL;
+	return d->real->pMethods->xClose(d->real);
+}
+
+static int
+db_read(sqlite3_file *file, void *p, int n, sqlite3_int64 off)
+{
+	return DR(file)->pMethods->xRead(DR(file), p, n, off);
+}
+
+static int
+db_write(sqlite3_file *file, const void *p, int n, sqlite3_int64 off)
+{
+	return DR(file)->pMethods->xWrite(DR(file), p, n, off);
+}
+
+static int
+db_truncate(sqlite3_file *file, sqlite3_int64 size)
+{
+	return DR(file)->pMethods->xTruncate(DR(file), size);
+}
+
+static int
+db_sync(sqlite3_file *file, int flags)
+{
+	return DR(file)->pMethods->xSync(DR(file), flags);
+}
+
+static int
+db_file_size(sqlite3_file *file, sqlite3_int64 *size)
+{
+	return DR(file)->pMethods->xFileSize(DR(file), size);
+}
+
+static int
+db_lock(sqlite3_file *file, int level)
+{
+	return DR(file)->pMethods->xLock(DR(file), level);
+}
+
+static int
+db_unlock(sqlite3_file *file, int level)
+{
+	return DR(file)->pMethods->xUnlock(DR(file), level);
+}
+
+static int
+db_check_reserved(sqlite3_file *file, int *out)
+{
+	return DR(file)->pMethods->xCheckReservedLock(DR(file), out);
+}
+
+static int
+db_file_control(sqlite3_file *file, int op, void *arg)
+{
+	return DR(file)->pMethods->xFileControl(DR(file), op, arg);
+}
+
+static int
+db_sector_size(sqlite3_file *file)
+{
+	return DR(file)->pMethods->xSectorSize(DR(file));
+}
+
+static int
+db_device_characteristics(sqlite3_file *file)
+{
+	return DR(file)->pMethods->xDeviceCharacteristics(DR(file));
+}
+
+static int
+db_shm_map(sqlite3_file *file, int pg, int sz, int extend,
+	   void volatile **pp)
+{
+	return DR(file)->pMethods->xShmMap(DR(file), pg, sz, extend, pp);
+}
+
+/* Releasing the WAL write lock (after a commit or a rollback): nothing
+ * of this connection may stay buffered once another may write. */
+static int
+db_shm_lock(sqlite3_file *file, int ofst, int n, int flags)
+{
+	struct wb_db *d = (struct wb_db *)file;
+
+	if (d->wal != NULL && (flags & SQLITE_SHM_UNLOCK) != 0 &&
+	    (flags & SQLITE_SHM_EXCLUSIVE) != 0 &&
+	    ofst <= WAL_WRITE_LOCK_SLOT && ofst + n > WAL_WRITE_LOCK_SLOT)
+		flush_or_fail(d->wal);
+	return d->real->pMethods->xShmLock(d->real, ofst, n, flags);
+}
+
+/* SQLite makes a new wal-index header valid after this barrier: every
+ * frame it may name must be in the file by then. */
+static void
+db_shm_barrier(sqlite3_file *file)
+{
+	struct wb_db *d = (struct wb_db *)file;
+
+	if (d->wal != NULL)
+		flush_or_fail(d->wal);
+	d->real->pMethods->xShmBarrier(d->real);
+}
+
+static int
+db_shm_unmap(sqlite3_file *file, int del)
+{
+	return DR(file)->pMethods->xShmUnmap(DR(file), del);
+}
+
+static int
+db_fetch(sqlite3_file *file, sqlite3_int64 off, int n, void **pp)
+{
+	return DR(file)->pMethods->xFetch(DR(file), off, n, pp);
+}
+
+static int
+db_unfetch(sqlite3_file *file, sqlite3_int64 off, void *p)
+{
+	return DR(file)->pMethods->xUnfetch(DR(file), off, p);
+}
+
+/* Version 3 (shared memory and mapped pages) over a version-3 file,
+ * version 2 (shared memory only) over a version-2 one. */
+#define DB_METHODS(version)						\
+	{ version, db_close, db_read, db_write, db_truncate, db_sync,	\
+	  db_file_size, db_lock, db_unlock, db_check_reserved,		\
+	  db_file_control, db_sector_size, db_device_characteristics,	\
+	  db_shm_map, db_shm_lock, db_shm_barrier, db_shm_unmap,		\
+	  version >= 3 ? db_fetch : NULL, version >= 3 ? db_unfetch : NULL }
+static const sqlite3_io_methods db_methods_v2 = DB_METHODS(2);
+static const sqlite3_io_methods db_methods_v3 = DB_METHODS(3);
+
+/* ------------------------------------------------------------------ */
+/* VFS methods: open wraps databases and WALs, the rest go below       */
 /* ------------------------------------------------------------------ */
 
 static sqlite3_vfs *
 below(sqlite3_vfs *v)
 {
 	return ((struct wb_vfs *)v)->below;
+}
+
+/* A main database: wrapped when the file below has shared memory
+ * (version 2 or 3), otherwise opened in place (it cannot have a WAL). */
+static int
+open_db(sqlite3_vfs *b, const char *name, sqlite3_file *file, int flags,
+	int *out_flags)
+{
+	struct wb_db *d = (struct wb_db *)file;
+	int rc;
+
+	memset(d, 0, sizeof(*d));
+	d->real = (sqlite3_file *)((char *)file + REAL_OFFSET);
+	rc = b->xOpen(b, name, d->real, flags, out_flags);
+	if (rc != SQLITE_OK) {
+		if (d->real->pMethods != NULL)
+			(void)d->real->pMethods->xClose(d->real);
+		file->pMethods = NULL;
+		return rc;
+	}
+	if (d->real->pMethods->iVersion < 2) {
+		/* no shared memory, so no WAL either */
+		(void)d->real->pMethods->xClose(d->real);
+		return b->xOpen(b, name, file, flags, out_flags);
+	}
+	d->zname = name;
+	d->next = open_dbs;
+	open_dbs = d;
+	file->pMethods = d->real->pMethods->iVersion >= 3 ? &db_methods_v3 :
+		&db_methods_v2;
+	return SQLITE_OK;
+}
+
+/* The database file a WAL belongs to: SQLite derives the WAL's name from
+ * the database's, in the same allocation, and hands out the database's
+ * own pointer. */
+static struct wb_db *
+db_of_wal(const char *wal_name)
+{
+	const char *dbname = sqlite3_filename_database(wal_name);
+
+	for (struct wb_db *d = open_dbs; d != NULL; d = d->next)
+		if (d->zname == dbname && d->wal == NULL)
+			return d;
+	return NULL;
 }
 
 static int
@@ -265,7 +514,9 @@ wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int flags,
 	sqlite3_vfs *b = below(v);
 	int rc;
 
-	if ((flags & SQLITE_OPEN_WAL) == 0)
+	if ((flags & SQLITE_OPEN_MAIN_DB) != 0 && name != NULL)
+		return open_db(b, name, file, flags, out_flags);
+	if ((flags & SQLITE_OPEN_WAL) == 0 || name == NULL)
 		return b->xOpen(b, name, file, flags, out_flags);
 	memset(f, 0, sizeof(*f));
 	f->real = (sqlite3_file *)((char *)file + REAL_OFFSET);
@@ -278,6 +529,9 @@ wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int flags,
 		file->pMethods = NULL;
 		return rc;
 	}
+	f->db = db_of_wal(name);
+	if (f->db != NULL)
+		f->db->wal = f;
 	file->pMethods = &wal_methods;
 	return SQLITE_OK;
 }

@@ -267,8 +267,25 @@ teardown(void)
 	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
 		snprintf(p, sizeof(p), "%s%s", dbpath, sfx[i]);
 		(void)unlink(p);
+		snprintf(p, sizeof(p), "%s/copy.db%s", dir, sfx[i]);
+		(void)unlink(p);
 	}
 	(void)rmdir(dir);
+}
+
+static void
+copy_file(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+	char chunk[8192];
+	size_t n;
+
+	ck_assert_ptr_nonnull(in);
+	ck_assert_ptr_nonnull(out);
+	while ((n = fread(chunk, 1, sizeof(chunk), in)) > 0)
+		ck_assert_uint_eq(fwrite(chunk, 1, n, out), n);
+	ck_assert_int_eq(fclose(in), 0);
+	ck_assert_int_eq(fclose(out), 0);
 }
 
 static sqlite3 *
@@ -481,6 +498,107 @@ START_TEST(test_spilled_transaction)
 }
 END_TEST
 
+/* A rolled-back transaction that spilled leaves its last frames in the
+ * buffer; they go out while it still holds the write lock (on top of
+ * nothing anyone uses), never later over frames another connection
+ * committed meanwhile. */
+START_TEST(test_rollback_leftovers_stay_under_the_lock)
+{
+	sqlite3 *a = open_db(WALBUF_OVER_FAULT), *b, *plain;
+
+	make_schema(a);
+	exec_ok(a, "CREATE TABLE u (id INTEGER PRIMARY KEY, y TEXT)");
+	exec_ok(a, "PRAGMA wal_checkpoint(TRUNCATE)");
+	exec_ok(a, "PRAGMA cache_size=10");
+	b = open_db(WALBUF_OVER_FAULT);
+	exec_ok(a, "BEGIN IMMEDIATE");
+	for (int i = 0; i < 30; i++)
+		insert_row(a, i, 1000);
+	exec_ok(a, "ROLLBACK");
+	exec_ok(b, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1"
+		   " FROM c WHERE i < 40) INSERT INTO u (y)"
+		   " SELECT 'B-' || hex(randomblob(1500)) FROM c");
+	ck_assert_int_eq(one_int(a, "SELECT count(*) FROM u"), 40);
+	ck_assert_int_eq(one_int(a, "SELECT count(*) FROM t"), 0);
+	integrity_ok(a);
+	integrity_ok(b);
+	sqlite3_close(b);
+	sqlite3_close(a);
+	plain = open_db(NULL);
+	ck_assert_int_eq(one_int(plain, "SELECT count(*) FROM u"
+				     " WHERE y LIKE 'B-%'"), 40);
+	integrity_ok(plain);
+	sqlite3_close(plain);
+}
+END_TEST
+
+/* A commit that changes pages it already spilled rewrites earlier frame
+ * headers (new checksums), the commit frame's last. That rewrite is in
+ * the file before the commit is published: a crash right after the
+ * commit (copying the files without closing anything) recovers every
+ * commit, also a later one by another connection. */
+START_TEST(test_rewritten_checksums_reach_the_file)
+{
+	sqlite3 *a = open_db(WALBUF_OVER_FAULT), *b, *c;
+	char from[160], to[160];
+
+	exec_ok(a, "PRAGMA journal_mode=WAL");
+	exec_ok(a, "PRAGMA synchronous=NORMAL");
+	exec_ok(a, "CREATE TABLE s (id INTEGER PRIMARY KEY, x BLOB, n INT)");
+	exec_ok(a, "INSERT INTO s (x, n) VALUES (randomblob(100), 0)");
+	exec_ok(a, "PRAGMA cache_size=10");
+	exec_ok(a, "BEGIN");
+	exec_ok(a, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1"
+		   " FROM c WHERE i < 60) INSERT INTO s (x, n)"
+		   " SELECT randomblob(1000), 0 FROM c");
+	exec_ok(a, "UPDATE s SET n = 1");
+	exec_ok(a, "COMMIT");
+	b = open_db(NULL);
+	exec_ok(b, "PRAGMA synchronous=FULL");
+	exec_ok(b, "INSERT INTO s (x, n) VALUES (x'00', 100)");
+	sqlite3_close(b);
+	/* the "crash": the files as they are, without the wal-index */
+	copy_file(dbpath, (snprintf(to, sizeof(to), "%s/copy.db", dir), to));
+	snprintf(from, sizeof(from), "%s-wal", dbpath);
+	snprintf(to, sizeof(to), "%s/copy.db-wal", dir);
+	copy_file(from, to);
+	snprintf(to, sizeof(to), "%s/copy.db", dir);
+	ck_assert_int_eq(sqlite3_open_v2(to, &c, SQLITE_OPEN_READWRITE, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(one_int(c, "SELECT count(*) FROM s"), 62);
+	ck_assert_int_eq(one_int(c, "SELECT sum(n) FROM s"), 161);
+	integrity_ok(c);
+	sqlite3_close(c);
+	sqlite3_close(a);
+}
+END_TEST
+
+/* synchronous=FULL without power-safe overwrite pads a commit up to a
+ * sector boundary with copies of its last frame, split around a sync;
+ * every padding frame is in the file before a reader may use it. */
+START_TEST(test_full_sync_padding)
+{
+	char uri[200];
+	sqlite3 *a = NULL, *r = NULL;
+	int fl = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI;
+
+	snprintf(uri, sizeof(uri), "file:%s?psow=0", dbpath);
+	ck_assert_int_eq(sqlite3_open_v2(uri, &a, fl, WALBUF_OVER_FAULT), SQLITE_OK);
+	exec_ok(a, "PRAGMA journal_mode=WAL");
+	exec_ok(a, "PRAGMA synchronous=FULL");
+	exec_ok(a, "CREATE TABLE p (id INTEGER PRIMARY KEY, x TEXT)");
+	ck_assert_int_eq(sqlite3_open_v2(uri, &r, fl, WALBUF_OVER_FAULT), SQLITE_OK);
+	for (int i = 1; i <= 30; i++) {
+		exec_ok(a, "INSERT INTO p (x) VALUES (printf('%.*c', 300, 'x'))");
+		ck_assert_int_eq(one_int(r, "SELECT count(*) FROM p"), i);
+		ck_assert_int_eq(one_int(r, "SELECT sum(length(x)) FROM p"), 300 * i);
+	}
+	integrity_ok(r);
+	sqlite3_close(r);
+	sqlite3_close(a);
+}
+END_TEST
+
 /* Registering again over the same VFS is fine; an unknown one is not. */
 START_TEST(test_register)
 {
@@ -506,6 +624,9 @@ walbuf_suite(void)
 	tcase_add_test(tc, test_other_connections_see_every_commit);
 	tcase_add_test(tc, test_failed_write_fails_the_commit);
 	tcase_add_test(tc, test_spilled_transaction);
+	tcase_add_test(tc, test_rollback_leftovers_stay_under_the_lock);
+	tcase_add_test(tc, test_rewritten_checksums_reach_the_file);
+	tcase_add_test(tc, test_full_sync_padding);
 	tcase_add_test(tc, test_register);
 	suite_add_tcase(s, tc);
 	return s;
