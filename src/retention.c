@@ -13,12 +13,14 @@
 #include "util.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define BATCH 500
+#define RETRY_S 60	/* a failed scheduled run is tried again after */
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -42,6 +44,18 @@ static const char SQL_LEASE_SET[] =
 	"INSERT INTO vs_leases (name, holder, expires_at)"
 	" VALUES ('retention', ?1, ?2) ON CONFLICT(name) DO UPDATE SET"
 	" holder = excluded.holder, expires_at = excluded.expires_at";
+
+/* A worker asked to stop (SIGTERM/SIGINT, blocked while it works) ends
+ * the cleanup between two batches; the next run does the rest. */
+static bool
+stop_pending(void)
+{
+	sigset_t pending;
+
+	return sigpending(&pending) == 0 &&
+	       (sigismember(&pending, SIGTERM) == 1 ||
+		sigismember(&pending, SIGINT) == 1);
+}
 
 /* Deletes rows matching sql at cutoff, batch after batch. */
 static enum vs_db_status
@@ -72,9 +86,20 @@ delete_all(struct vs_db *db, const char *sql, const char *cutoff,
 		if ((s = vs_db_commit(db)) != VS_DB_OK)
 			return s;
 		*count += n;
-		if (n < BATCH)
+		if (n < BATCH || stop_pending())
 			return VS_DB_OK;
 	}
+}
+
+/* The timestamp `amount` units before now; false when that is before
+ * the epoch (nothing can be that old) or does not fit. */
+static bool
+cutoff(time_t now, int64_t amount, int64_t unit, char out[VS_TS_LEN])
+{
+	if (amount < 0 || amount > (int64_t)now / unit)
+		return false;
+	vs_timestamp(now - (time_t)(amount * unit), out);
+	return true;
 }
 
 enum vs_db_status
@@ -83,30 +108,43 @@ vs_retention_run(struct vs_db *db, const char *blobs_dir,
 		 struct vs_retention_report *r)
 {
 	char now_ts[VS_TS_LEN], idem_ts[VS_TS_LEN], audit_ts[VS_TS_LEN];
-	enum vs_db_status s;
+	enum vs_db_status s = VS_DB_OK, s2;
+	bool idem, audit;
+	int64_t temp_s;
 
 	memset(r, 0, sizeof(*r));
 	vs_timestamp(now, now_ts);
-	vs_timestamp(now - (time_t)(cfg->idempotency_hours * 3600), idem_ts);
-	vs_timestamp(now - (time_t)(cfg->audit_days * 86400), audit_ts);
-	if ((s = delete_all(db, SQL_SESSIONS, now_ts, &r->sessions)) != VS_DB_OK ||
-	    (s = delete_all(db, SQL_EMAIL_TOKENS, now_ts,
-			    &r->email_tokens)) != VS_DB_OK ||
-	    (s = delete_all(db, SQL_IDEMPOTENCY, idem_ts,
-			    &r->idempotency)) != VS_DB_OK ||
-	    (s = delete_all(db, SQL_AUDIT, audit_ts, &r->audit)) != VS_DB_OK)
-		return s;
-	if (with_gc) {
+	/* A retention longer than the epoch is old keeps everything: the
+	 * cut-off would come out before 1970, where timestamps lose their
+	 * four-digit year and no longer compare as strings. */
+	idem = cutoff(now, cfg->idempotency_hours, 3600, idem_ts);
+	audit = cutoff(now, cfg->audit_days, 86400, audit_ts);
+	/* Each kind on its own: one that fails does not keep the others. */
+	if ((s2 = delete_all(db, SQL_SESSIONS, now_ts, &r->sessions)) != VS_DB_OK)
+		s = s2;
+	if ((s2 = delete_all(db, SQL_EMAIL_TOKENS, now_ts,
+			     &r->email_tokens)) != VS_DB_OK)
+		s = s2;
+	if (idem && (s2 = delete_all(db, SQL_IDEMPOTENCY, idem_ts,
+				     &r->idempotency)) != VS_DB_OK)
+		s = s2;
+	if (audit && (s2 = delete_all(db, SQL_AUDIT, audit_ts,
+				      &r->audit)) != VS_DB_OK)
+		s = s2;
+	temp_s = cfg->temp_upload_hours > (int64_t)now / 3600 ? (int64_t)now :
+		cfg->temp_upload_hours * 3600;
+	if (with_gc && !stop_pending()) {
 		struct vs_gc_opts o = {
-			.grace_seconds = cfg->temp_upload_hours * 3600,
-			.temp_seconds = cfg->temp_upload_hours * 3600,
+			.grace_seconds = temp_s,
+			.temp_seconds = temp_s,
 			.now = now,
 		};
-		return vs_gc_run(db, blobs_dir, &o, &r->gc);
+		if ((s2 = vs_gc_run(db, blobs_dir, &o, &r->gc)) != VS_DB_OK)
+			s = s2;
+	} else {
+		vs_gc_temps(blobs_dir, now - (time_t)temp_s, &r->gc);
 	}
-	vs_gc_temps(blobs_dir, now - (time_t)(cfg->temp_upload_hours * 3600),
-		    &r->gc);
-	return VS_DB_OK;
+	return s;
 }
 
 /* "pid@host": who claimed the lease, for an operator reading the table. */
@@ -119,6 +157,35 @@ holder_name(char *out, size_t n)
 		strcpy(host, "?");
 	host[sizeof(host) - 1] = '\0';
 	snprintf(out, n, "%ld@%s", (long)getpid(), host);
+}
+
+/* Sets the lease's expiry, whatever it was (a failed run's retry). */
+static enum vs_db_status
+lease_set(struct vs_db *db, int64_t expires_at)
+{
+	enum vs_db_status s;
+	sqlite3_stmt *st;
+	char holder[96];
+	int rc;
+
+	if ((s = vs_db_begin_write(db)) != VS_DB_OK)
+		return s;
+	holder_name(holder, sizeof(holder));
+	if ((st = vs_db_stmt(db, SQL_LEASE_SET)) == NULL) {
+		vs_db_rollback(db);
+		return VS_DB_ERROR;
+	}
+	rc = sqlite3_bind_text(st, 1, holder, -1, SQLITE_TRANSIENT);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, expires_at);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE) {
+		s = vs_db_status_of(db, rc, "retention lease");
+		vs_db_rollback(db);
+		return s == VS_DB_OK ? VS_DB_ERROR : s;
+	}
+	return vs_db_commit(db);
 }
 
 enum vs_db_status
@@ -226,8 +293,12 @@ vs_retention_tick(struct vs_db *db, const char *blobs_dir,
 			    VS_RETENTION_CHECK_S + getpid() % 20);
 	if (vs_retention_claim(db, now, interval, &due) != VS_DB_OK || !due)
 		return;
-	if (vs_retention_run(db, blobs_dir, cfg, now, true, &r) != VS_DB_OK)
+	if (vs_retention_run(db, blobs_dir, cfg, now, true, &r) != VS_DB_OK) {
+		/* Busy or failing: someone tries again in a minute, not an
+		 * interval from now. */
 		vs_log_warn("scheduled retention did not finish (see above)");
+		(void)lease_set(db, now + (interval < RETRY_S ? interval : RETRY_S));
+	}
 	log_report("scheduled", &r);
 	if (vs_audit(db, "retention_cleanup", NULL, NULL, NULL,
 		     "scheduled retention cleanup") != VS_DB_OK)

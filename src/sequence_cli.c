@@ -66,7 +66,7 @@ vs_sequence_cli(int argc, char **argv)
 	enum vs_db_status s;
 	struct vs_app app;
 	struct stat sb;
-	char err[512];
+	char err[512], dbfile[4096];
 
 	vs_log_set_tag("verstak-sequence");
 	if (!advance && strcmp(cmd, "show") != 0)
@@ -88,12 +88,16 @@ vs_sequence_cli(int argc, char **argv)
 	}
 	if (data == NULL || (advance && by == 0))
 		return usage();
-	if (stat(data, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-		fprintf(stderr, "verstak-sync-server sequence: data directory %s"
-			" does not exist\n", data);
+	/* Only an existing server's data: a mistyped --data must not get
+	 * a fresh database that then reports sequence 0. */
+	if (snprintf(dbfile, sizeof(dbfile), "%s/server.db", data) >=
+	    (int)sizeof(dbfile) || stat(dbfile, &sb) != 0 ||
+	    !S_ISREG(sb.st_mode)) {
+		fprintf(stderr, "verstak-sync-server sequence: no server.db in %s\n",
+			data);
 		return 1;
 	}
-	if (!vs_app_open(&app, data, true, err, sizeof(err))) {
+	if (!vs_app_open(&app, data, false, err, sizeof(err))) {
 		fprintf(stderr, "verstak-sync-server sequence: %s\n", err);
 		vs_app_close(&app);
 		return 1;

@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -89,7 +90,6 @@ struct stack {
 	int nginx_backoff_ms;
 	bool up;                 /* announced; from now on nginx is restarted */
 	bool stopping;
-	bool children_left;      /* reap_children saw a live child */
 	sigset_t sigs, old_mask;
 	struct sigaction old_pipe;
 };
@@ -820,16 +820,13 @@ reap_children(struct stack *s)
 
 	for (;;) {
 		pid = waitpid(-1, &status, WNOHANG);
-		if (pid == 0) {
-			s->children_left = true;
+		if (pid == 0)
 			return;
-		}
 		if (pid < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno != ECHILD)
 				vs_log_warn("waitpid: %s", strerror(errno));
-			s->children_left = errno != ECHILD;
 			return;
 		}
 		describe_status(status, how, sizeof(how));
@@ -988,11 +985,6 @@ signal_workers(const struct stack *s, int sig)
 	}
 }
 
-static bool
-children_alive(const struct stack *s)
-{
-	return s->children_left;
-}
 
 /* The parent pid of a process, from /proc/<pid>/stat ("pid (comm) state
  * ppid ..."; comm may hold spaces and parentheses, so after the last
@@ -1020,8 +1012,29 @@ parent_of(long pid)
 	return (pid_t)pp;
 }
 
-/* Sends sig to every child of ours that is neither nginx nor a worker:
- * the orphans handed to us as subreaper. Returns how many there were. */
+/* Whether pid runs the same program file as this process: our workers'
+ * mail senders are forks of a worker. Children we did not start (we may
+ * have been exec'ed by a script that started others first) are never
+ * ours to stop. */
+static bool
+runs_our_binary(pid_t pid)
+{
+	char path[64], exe[PATH_MAX], self[PATH_MAX];
+	ssize_t n, m;
+
+	snprintf(path, sizeof(path), "/proc/%ld/exe", (long)pid);
+	n = readlink(path, exe, sizeof(exe) - 1);
+	m = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0 || m <= 0)
+		return false;
+	exe[n] = self[m] = '\0';
+	return strcmp(exe, self) == 0;
+}
+
+/* Sends sig to every child of ours that is neither nginx nor a worker
+ * but runs our binary: mail senders orphaned to us as subreaper. A
+ * sender leads its own process group (setsid), so the group gets the
+ * signal, its dialogue child included. Returns how many there were. */
 static int
 signal_adopted(const struct stack *s, int sig)
 {
@@ -1039,15 +1052,20 @@ signal_adopted(const struct stack *s, int sig)
 		if (!isdigit((unsigned char)e->d_name[0]))
 			continue;
 		pid = (pid_t)atol(e->d_name);
-		if (parent_of(pid) != s->self)
+		if (parent_of(pid) != s->self || pid == s->nginx ||
+		    worker_slot(s, pid) >= 0 || !runs_our_binary(pid))
 			continue;
-		if (pid == s->nginx || worker_slot(s, pid) >= 0)
-			continue;
-		if (kill(pid, sig) == 0)
+		if (kill(getpgid(pid) == pid ? -pid : pid, sig) == 0)
 			n++;
 	}
 	(void)closedir(d);
 	return n;
+}
+
+static bool
+adopted_alive(const struct stack *s)
+{
+	return signal_adopted(s, 0) > 0;	/* signal 0: only checks */
 }
 
 /* After nginx and the workers: what they left running (a mail still
@@ -1058,11 +1076,11 @@ stop_adopted(struct stack *s)
 	static const int sigs[] = { SIGTERM, SIGKILL };
 
 	reap_children(s);
-	if (!s->children_left)
+	if (!adopted_alive(s))
 		return;
 	vs_log_info("waiting up to %d s for mail still being sent",
 		    ADOPTED_GRACE_MS / 1000);
-	if (wait_until_gone(s, children_alive, ADOPTED_GRACE_MS))
+	if (wait_until_gone(s, adopted_alive, ADOPTED_GRACE_MS))
 		return;
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
 		int n = signal_adopted(s, sigs[i]);
@@ -1070,7 +1088,7 @@ stop_adopted(struct stack *s)
 		if (n > 0)
 			vs_log_warn("stopping %d leftover process%s (%s)", n,
 				    n == 1 ? "" : "es", strsignal(sigs[i]));
-		if (wait_until_gone(s, children_alive, KILL_WAIT_MS))
+		if (wait_until_gone(s, adopted_alive, KILL_WAIT_MS))
 			return;
 	}
 }

@@ -1010,8 +1010,12 @@ vs_sync_advance(struct vs_db *db, int64_t by, int64_t *before,
 	if ((s = vs_db_begin_write(db)) != VS_DB_OK)
 		return s;
 	rc = read_issued(db, before);
-	if (rc == SQLITE_OK && *before > INT64_MAX - by)
-		rc = SQLITE_RANGE;
+	if (rc == SQLITE_OK && *before > INT64_MAX - by) {
+		vs_log_error("sync: advancing %lld by %lld would overflow",
+			     (long long)*before, (long long)by);
+		vs_db_rollback(db);
+		return VS_DB_ERROR;
+	}
 	if (rc == SQLITE_OK) {
 		*after = *before + by;
 		st = vs_db_stmt(db, SQL_COUNTER_SET);

@@ -173,6 +173,11 @@ def test_restored_backup_cursor_ahead_then_sequence_advance():
         assert "from 6 to 1006" in r.stdout, r.stdout
         r = run_cli(["sequence", "advance", "--data", s.data])
         assert r.returncode == 2 and "usage" in r.stderr  # --by is required
+        empty = os.path.join(s.tmp, "not-a-data-dir")
+        os.mkdir(empty)
+        r = run_cli(["sequence", "show", "--data", empty])
+        assert r.returncode == 1 and "no server.db" in r.stderr, r
+        assert os.listdir(empty) == []  # nothing created there
 
         db_.sync()  # no error any more, nothing new for it yet
         assert db_.cursor == 15

@@ -217,6 +217,28 @@ START_TEST(test_deletes_exactly_what_expired)
 }
 END_TEST
 
+/* Retentions longer than the epoch is old keep everything (a cut-off
+ * before 1970 has no four-digit year and would compare wrongly). */
+START_TEST(test_huge_retention_keeps_everything)
+{
+	static const struct vs_retention forever = {
+		10000000, 500000, 100000000 };
+	struct vs_retention_report r;
+
+	seed();
+	touch(".upload-old", 30LL * 86400);
+	ck_assert_int_eq(vs_retention_run(&db, blobs, &forever, NOW, true, &r),
+			 VS_DB_OK);
+	ck_assert_int_eq(r.idempotency, 0);
+	ck_assert_int_eq(r.audit, 0);
+	ck_assert_int_eq(r.gc.temps, 0);
+	ck_assert_int_eq(count("SELECT count(*) FROM server_idempotency_keys"), 3);
+	ck_assert_int_eq(count("SELECT count(*) FROM server_audit_log"), 2);
+	ck_assert(exists(".upload-old"));
+	ck_assert_int_eq(r.sessions, 2);	/* expiry is not a retention */
+}
+END_TEST
+
 /* More rows than one batch: all go, each batch its own transaction. */
 START_TEST(test_batches)
 {
@@ -316,6 +338,7 @@ retention_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_deletes_exactly_what_expired);
+	tcase_add_test(tc, test_huge_retention_keeps_everything);
 	tcase_add_test(tc, test_batches);
 	tcase_add_test(tc, test_with_gc_collects_unreferenced_blobs);
 	tcase_add_test(tc, test_claim);
