@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -279,6 +280,44 @@ vs_json_valid(const char *s, size_t n)
 		}
 	}
 #undef TOP_IS_OBJ
+}
+
+/* The four hex digits at h name a UTF-16 surrogate (D800-DFFF). */
+static bool
+hex_is_surrogate(const char *h)
+{
+	return (h[0] == 'd' || h[0] == 'D') && h[1] != '\0' &&
+	       strchr("89abcdefABCDEF", h[1]) != NULL;
+}
+
+cJSON *
+vs_json_parse_valid(const char *s, size_t n)
+{
+	cJSON *v = cJSON_ParseWithLength(s, n);
+	char *copy;
+	bool in_str = false;
+
+	if (v != NULL || memmem(s, n, "\\u", 2) == NULL)
+		return v;
+	/* cJSON refuses a lone surrogate escape that JSON (and Go) allow;
+	 * read every surrogate escape as U+FFFD instead: same length, and
+	 * only string contents change. */
+	if ((copy = malloc(n)) == NULL)
+		return NULL;
+	memcpy(copy, s, n);
+	for (size_t i = 0; i < n; i++) {
+		if (copy[i] == '"') {
+			in_str = !in_str;
+		} else if (in_str && copy[i] == '\\' && i + 1 < n) {
+			if (copy[i + 1] == 'u' && i + 5 < n &&
+			    hex_is_surrogate(copy + i + 2))
+				memcpy(copy + i + 2, "FFFD", 4);
+			i++;	/* the escaped character is not a quote */
+		}
+	}
+	v = cJSON_ParseWithLength(copy, n);
+	free(copy);
+	return v;
 }
 
 bool

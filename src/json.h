@@ -48,7 +48,12 @@ bool vs_json_node_int(const cJSON *node, int64_t *out);
 bool vs_json_put_str(struct vs_buf *b, const char *s);
 bool vs_json_put_strn(struct vs_buf *b, const char *s, size_t n);
 
-/* True when s[0..n) is one valid JSON value (no trailing data). */
+/* True when s[0..n) is one valid JSON value (no trailing data), by the
+ * reference's rules (Go's encoding/json.Valid). */
 bool vs_json_valid(const char *s, size_t n);
+/* The tree of s[0..n), which vs_json_valid accepted: lone surrogate
+ * escapes, valid there but refused by cJSON, are read as U+FFFD. NULL
+ * only without memory or past cJSON's nesting limit (1000 levels). */
+cJSON *vs_json_parse_valid(const char *s, size_t n);
 
 #endif

@@ -771,6 +771,34 @@ START_TEST(test_valid_grammar)
 }
 END_TEST
 
+/* A tree for what vs_json_valid accepts, lone surrogates included; an
+ * escaped backslash before "u" is text, not an escape, and stays. */
+#define PV(lit) vs_json_parse_valid((lit), strlen(lit))
+
+START_TEST(test_parse_valid_surrogates)
+{
+	cJSON *v;
+
+	v = PV("{\"a\":\"x\\ud800y\",\"b\":1}");
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(cJSON_GetObjectItem(v, "a")->valuestring,
+			 "x\xef\xbf\xbdy");
+	ck_assert_int_eq(cJSON_GetObjectItem(v, "b")->valueint, 1);
+	cJSON_Delete(v);
+	/* a pair stays a pair when nothing else needs replacing */
+	v = PV("\"\\uD83D\\uDE00\"");
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(v->valuestring, "\xf0\x9f\x98\x80");
+	cJSON_Delete(v);
+	/* "\\ud800" is a backslash and the letters u, d, 8, 0, 0 */
+	v = PV("[\"\\\\ud800\",\"\\udfff\"]");
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(cJSON_GetArrayItem(v, 0)->valuestring, "\\ud800");
+	ck_assert_str_eq(cJSON_GetArrayItem(v, 1)->valuestring, "\xef\xbf\xbd");
+	cJSON_Delete(v);
+}
+END_TEST
+
 /* Nesting up to Go's limit of 10000, and no further; no recursion, so
  * a deep payload cannot exhaust the worker's stack. */
 START_TEST(test_valid_depth)
@@ -885,6 +913,7 @@ json_suite(void)
 	tc = tcase_create("valid");
 	tcase_add_test(tc, test_valid);
 	tcase_add_test(tc, test_valid_grammar);
+	tcase_add_test(tc, test_parse_valid_surrogates);
 	tcase_add_test(tc, test_valid_depth);
 	tcase_add_test(tc, test_valid_agrees_on_generated_documents);
 	suite_add_tcase(s, tc);

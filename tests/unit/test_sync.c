@@ -1464,6 +1464,15 @@ START_TEST(test_blob_references)
 	blob_expect("File", "{\"dataBase64\":\"AAAA\"}", 200, NULL, NULL);
 	blob_expect("note", "[1]", 200, NULL, NULL);
 
+	/* a lone surrogate escape is valid JSON (Go's rules): accepted,
+	 * and the blob reference beside it is still checked */
+	BLOB_OK("{\"path\":\"a\\ud800b.png\",\"content\":\"x\"}");
+	BLOB_OK("{\"path\":\"\\uDC00.png\",\"blob\":{\"sha256\":\"" SHA_A
+		"\",\"size\":100}}");
+	blob_expect("file", "{\"path\":\"\\ud800\",\"blob\":{\"sha256\":\""
+		    SHA_B "\",\"size\":50}}", 400, "blob_not_owned",
+		    "blob must be uploaded before its operation");
+
 	/* owned only in another scope (Alice's vault-b, Bob's vault-a) */
 	blob_expect("file", "{\"blob\":{\"sha256\":\"" SHA_B
 		    "\",\"size\":50}}", 400, "blob_not_owned",
