@@ -463,8 +463,90 @@ probe_target(struct sockaddr_storage *ss)
 
 /* Fails early with a clear message when the port is taken: otherwise our
  * readiness probe could reach whoever holds it while nginx gives up. */
+static bool check_port_free_quiet(const struct stack *s);
+
+/* Whether process pid has path open (path as /proc shows it). */
 static bool
-check_port_free(const struct stack *s)
+has_open(long pid, const char *path)
+{
+	char dir[64], link[96], target[PATH_MAX];
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/proc/%ld/fd", pid);
+	if ((d = opendir(dir)) == NULL)
+		return false;
+	while (!found && (e = readdir(d)) != NULL) {
+		ssize_t n;
+
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		snprintf(link, sizeof(link), "%s/%.20s", dir, e->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n > 0) {
+			target[n] = '\0';
+			found = strcmp(target, path) == 0;
+		}
+	}
+	(void)closedir(d);
+	return found;
+}
+
+static bool
+is_nginx(long pid)
+{
+	char path[64], comm[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return false;
+	if (fgets(comm, sizeof(comm), f) == NULL)
+		comm[0] = '\0';
+	(void)fclose(f);
+	return strncmp(comm, "nginx", 5) == 0;
+}
+
+/*
+ * nginx processes left by an earlier stack on this directory: an nginx
+ * master killed with SIGKILL leaves its workers serving the port, and a
+ * restart would find it taken. We hold the run lock, so no live stack
+ * owns this directory: any nginx with our error.log open is stale.
+ */
+static void
+kill_stale_nginx(const struct stack *s)
+{
+	char target[PATH_MAX];
+	struct dirent *e;
+	int killed = 0;
+	DIR *d;
+
+	if (realpath(s->err_path, target) == NULL || (d = opendir("/proc")) == NULL)
+		return;	/* no earlier run, or nothing to look at */
+	while ((e = readdir(d)) != NULL) {
+		long pid;
+
+		if (!isdigit((unsigned char)e->d_name[0]))
+			continue;
+		pid = atol(e->d_name);
+		if (pid == (long)getpid() || !is_nginx(pid) || !has_open(pid, target))
+			continue;
+		if (kill((pid_t)pid, SIGKILL) == 0)
+			killed++;
+	}
+	(void)closedir(d);
+	if (killed == 0)
+		return;
+	vs_log_warn("stopped %d nginx process%s left running by an earlier,"
+		    " crashed run", killed, killed == 1 ? "" : "es");
+	/* Their sockets close as they exit, a moment after the signal. */
+	for (int i = 0; i < 40 && !check_port_free_quiet(s); i++)
+		(void)nanosleep(&(struct timespec){ 0, 50000000L }, NULL);
+}
+
+static bool
+port_free(const struct stack *s, bool quiet)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -481,10 +563,22 @@ check_port_free(const struct stack *s)
 	if (ss.ss_family == AF_INET6)
 		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	rc = bind(fd, (struct sockaddr *)&ss, len);
-	if (rc != 0)
+	if (rc != 0 && !quiet)
 		vs_log_error("cannot listen on %s: %s", s->listen, strerror(errno));
 	close(fd);
 	return rc == 0;
+}
+
+static bool
+check_port_free(const struct stack *s)
+{
+	return port_free(s, false);
+}
+
+static bool
+check_port_free_quiet(const struct stack *s)
+{
+	return port_free(s, true);
 }
 
 static bool
@@ -1261,8 +1355,11 @@ prepare(struct stack *s)
 	/* The socket path must fit sun_path; the checks that another stack
 	 * owns this directory or the port come before anything in run/ is
 	 * rewritten under a running nginx. */
-	return sock_addr(s->sock_path, &sa) && make_run_dirs(s) &&
-	       take_run_lock(s) && clear_stale_socket(s->sock_path) &&
+	if (!sock_addr(s->sock_path, &sa) || !make_run_dirs(s) ||
+	    !take_run_lock(s))
+		return false;
+	kill_stale_nginx(s);
+	return clear_stale_socket(s->sock_path) &&
 	       check_port_free(s) && write_nginx_conf(s) &&
 	       nginx_config_test(s) && open_fcgi_socket(s);
 }
