@@ -1218,7 +1218,7 @@ START_TEST(test_conflict_query_uses_entity_index)
 		sqlite3_finalize(st);
 		ck_assert_msg(strstr(plan.data,
 			"SEARCH server_ops USING INDEX idx_server_ops_entity"
-			" (entity_type=? AND entity_id=?)") != NULL,
+			" (entity_type=? AND entity_id=? AND rowid>?)") != NULL,
 			"plan: %s", plan.data);
 		ck_assert_msg(strstr(plan.data, "SCAN server_ops") == NULL,
 			      "plan: %s", plan.data);
@@ -1240,6 +1240,75 @@ START_TEST(test_conflict_query_uses_entity_index)
 				      "server_sequence"), 2999);
 		reply_free(&r);
 	}
+}
+END_TEST
+
+/* Steps of the conflict scan's statement for entity README.md in
+ * alice's vault-a after l, with the rowid bound given. */
+static long long
+scan_steps(long long l, long long bound, int *rows)
+{
+	sqlite3_stmt *st = NULL;
+	long long steps;
+
+	ck_assert_int_eq(sqlite3_prepare_v2(db.h, vs_sync_sql_conflicts, -1,
+					    &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, "file", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, "README.md", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, U_ALICE, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, "vault-a", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, "dev_a1", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, l);
+	sqlite3_bind_int64(st, 7, bound);
+	*rows = 0;
+	while (sqlite3_step(st) == SQLITE_ROW)
+		(*rows)++;
+	steps = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 0);
+	sqlite3_finalize(st);
+	return steps;
+}
+
+/* A path every tenant has: the scan reads what came after L, not every
+ * tenant's history of that path, and still finds exactly the scope's
+ * conflicts. */
+START_TEST(test_conflict_scan_reads_only_recent_ops)
+{
+	long long bounded, unbounded, first;
+	const cJSON *c;
+	struct reply r;
+	int rows;
+
+	exec_ok("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL"
+		" SELECT i + 1 FROM n WHERE i < 3000)"
+		" INSERT INTO server_ops (op_id, server_sequence, user_id,"
+		" vault_id, device_id, entity_type, entity_id, op_type,"
+		" payload_json, created_at) SELECT 'o' || i, i, 'user-' || i,"
+		" 'v', 'd', 'file', 'README.md', 'update', '', '' FROM n");
+	exec_ok("WITH RECURSIVE n(i) AS (SELECT 3001 UNION ALL"
+		" SELECT i + 1 FROM n WHERE i < 3005)"
+		" INSERT INTO server_ops (op_id, server_sequence, user_id,"
+		" vault_id, device_id, entity_type, entity_id, op_type,"
+		" payload_json, created_at) SELECT 'a' || i, i, '" U_ALICE "',"
+		" 'vault-a', 'dev_a2', 'file', 'README.md', 'update', '', ''"
+		" FROM n");
+	exec_ok("INSERT INTO server_revisions (id, op_id, device_id)"
+		" VALUES (3005, 'a3005', 'dev_a2')");
+	r = push_ops(&SC_A1, op_new("mine", "file", "README.md", "update",
+				    "", 3002));
+	c = conflicts_of(&r);
+	ck_assert_int_eq(cJSON_GetArraySize(c), 3);
+	ck_assert_int_eq(jint(cJSON_GetArrayItem(c, 0), "server_sequence"), 3003);
+	ck_assert_int_eq(jint(cJSON_GetArrayItem(c, 2), "server_sequence"), 3005);
+	reply_free(&r);
+
+	first = q_int("SELECT rowid FROM server_ops WHERE server_sequence > 3002"
+		      " ORDER BY server_sequence LIMIT 1", NULL);
+	bounded = scan_steps(3002, first, &rows);
+	ck_assert_int_eq(rows, 3);
+	unbounded = scan_steps(3002, 0, &rows);
+	ck_assert_int_eq(rows, 3);
+	ck_assert_msg(bounded * 50 < unbounded, "%lld vs %lld steps", bounded,
+		      unbounded);
 }
 END_TEST
 
@@ -2233,9 +2302,15 @@ setup_fixture(void)
 
 	default_limits();
 	make_tmpdir();
+	char err[256] = "";
+
 	snprintf(path, sizeof(path), "%s/server.db", tmpdir);
 	copy_file(FIXTURE_DB, path);
 	open_db();
+	/* as every start does: the reference's tables stay as they are,
+	 * this server's own indexes and tables are added */
+	ck_assert_msg(vs_db_migrate(&db, err, sizeof(err)) == VS_DB_OK,
+		      "migrate: %s", err);
 	text = read_file(FIXTURE_MANIFEST, &len);
 	manifest = cJSON_ParseWithLength(text, len);
 	ck_assert_ptr_nonnull(manifest);
@@ -2406,6 +2481,7 @@ sync_suite(void)
 	tcase_add_test(tc, test_d5_other_scope_conflict);
 	tcase_add_test(tc, test_conflicts);
 	tcase_add_test(tc, test_conflict_query_uses_entity_index);
+	tcase_add_test(tc, test_conflict_scan_reads_only_recent_ops);
 	tcase_add_test(tc, test_tombstones);
 	tcase_add_test(tc, test_idempotency_replay);
 	tcase_add_test(tc, test_idempotency_reference_row);
