@@ -54,7 +54,13 @@ summary build/check
 
 step "make distcheck"
 (cd build/check && make distcheck -j"$jobs" >distcheck.log 2>&1) || {
-	status=1; failed=$((failed + 1)); tail -n 60 build/check/distcheck.log; }
+	status=1; failed=$((failed + 1)); tail -n 60 build/check/distcheck.log
+	# distcheck leaves its tree behind on failure: show why each failing
+	# test failed, not only that it did.
+	for trs in $(grep -lE "^:test-result: (FAIL|ERROR)" \
+			build/check/verstak-sync-server-*/_build/sub/tests/*/*.trs 2>/dev/null); do
+		echo "-- ${trs%.trs}.log"; tail -n 80 "${trs%.trs}.log"
+	done; }
 [ $status -eq 0 ] && grep -q "archives ready for distribution" build/check/distcheck.log && passed=$((passed + 1))
 
 step "ASan + UBSan build and make check"

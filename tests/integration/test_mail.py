@@ -271,7 +271,7 @@ def test_silent_server_times_out():
             r = d.cli("test", env=FAST)
             took = time.monotonic() - t0
             assert r.returncode == 1, r.stderr
-            assert took < 5, f"{security}: took {took:.1f}s"
+            assert took < 10, f"{security}: took {took:.1f}s"  # 3 s + slack for a loaded machine
             assert "timed out" in r.stderr, r.stderr
 
 
@@ -302,7 +302,7 @@ def test_connect_timeout():
                 assert r.returncode == 1
                 assert "connecting to 127.0.0.1" in r.stderr, r.stderr
                 assert "timed out after 2 s" in r.stderr, r.stderr
-                assert took < 5, f"took {took:.1f}s"
+                assert took < 10, f"took {took:.1f}s"  # 2 s + slack for a loaded machine
         finally:
             for c in fillers:
                 c.close()
