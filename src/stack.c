@@ -1125,10 +1125,25 @@ runs_our_binary(pid_t pid)
 	return strcmp(exe, self) == 0;
 }
 
+/* The process group to signal for an adopted sender: the session its
+ * intermediate parent made with setsid (smtp.c), holding the sender and
+ * its dialogue child, or 0 when pid is in no such group of its own. The
+ * kernel keeps a group's id from being reused while the group exists. */
+static pid_t
+sender_group(pid_t pid)
+{
+	pid_t g = getpgid(pid);
+
+	if (g <= 0 || g == getpgrp() || getsid(pid) != g)
+		return 0;
+	return g;
+}
+
 /* Sends sig to every child of ours that is neither nginx nor a worker
- * but runs our binary: mail senders orphaned to us as subreaper. A
- * sender leads its own process group (setsid), so the group gets the
- * signal, its dialogue child included. Returns how many there were. */
+ * but runs our binary: mail senders orphaned to us as subreaper. The
+ * sender's whole group gets the signal, its dialogue child included:
+ * signalled alone, the sender would die and leave the dialogue child to
+ * run out its own deadline. Returns how many there were. */
 static int
 signal_adopted(const struct stack *s, int sig)
 {
@@ -1149,7 +1164,9 @@ signal_adopted(const struct stack *s, int sig)
 		if (parent_of(pid) != s->self || pid == s->nginx ||
 		    worker_slot(s, pid) >= 0 || !runs_our_binary(pid))
 			continue;
-		if (kill(getpgid(pid) == pid ? -pid : pid, sig) == 0)
+		pid_t g = sender_group(pid);
+
+		if (kill(g > 0 ? -g : pid, sig) == 0)
 			n++;
 	}
 	(void)closedir(d);

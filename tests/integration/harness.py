@@ -47,6 +47,26 @@ def processes_mentioning(text):
     return found
 
 
+def describe_processes(pids):
+    """pid, parent, state, name and command line of each, for a failing
+    assertion's message."""
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            out.append(f"{pid}: gone")
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        rest = stat.rsplit(")", 1)[1].split()
+        out.append(f"{pid}: ppid {rest[1]} pgid {rest[2]} state {rest[0]}"
+                   f" comm {name!r} cmd {cmd.strip()!r}")
+    return "; ".join(out)
+
+
 def children_of(ppid):
     kids = []
     for pid in os.listdir("/proc"):

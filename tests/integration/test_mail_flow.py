@@ -18,8 +18,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Stack, free_port, processes_mentioning, run_cli,  # noqa: E402
-                     run_tests)
+from harness import (Stack, describe_processes, free_port,  # noqa: E402
+                     processes_mentioning, run_cli, run_tests)
 from test_accounts import Client, hidden  # noqa: E402
 from test_mail import Server  # noqa: E402
 
@@ -339,7 +339,9 @@ def test_stop_leaves_no_mail_sender_behind():
             assert s.stop() == 0
             took = time.monotonic() - t0
             assert took < 15, f"stop took {took:.1f}s"
-            assert s.leftovers() == [], s.leftovers()
+            left = s.leftovers()
+            assert left == [], (describe_processes(left),
+                                log_text(s)[-2000:])
             wait_log(s, "stopping", "leftover process")
         finally:
             s.cleanup()
