@@ -320,6 +320,7 @@ vs_db_open(struct vs_db *db, const char *data_dir, char *err, size_t errlen)
 	/* NOMUTEX: one connection per process, used by one thread. No
 	 * SQLITE_OPEN_CREATE: the file exists with the right mode by now. */
 	vs_wlock_open(&db->wlock, db->path);	/* configure() asks for it */
+	vs_combine_open(&db->combine, db->path);
 	/* The WAL's writes of a commit go out in one system call
 	 * (walbuf.h); without that VFS, SQLite's default does the same
 	 * work in more calls. */
@@ -358,6 +359,7 @@ vs_db_close(struct vs_db *db)
 			(void)sqlite3_close_v2(db->h);
 		}
 	}
+	vs_combine_close(&db->combine);
 	vs_wlock_close(&db->wlock);
 	free(db->path);
 	memset(db, 0, sizeof(*db));
@@ -594,6 +596,79 @@ vs_db_commit(struct vs_db *db)
 	}
 	vs_db_rollback(db);
 	return s == VS_DB_OK ? VS_DB_ERROR : s;
+}
+
+/*
+ * Commit combining (combine.h): the leader commits with the writer queue
+ * still held, so it can hand out the answers before anyone else writes,
+ * then lets go and syncs like every other writer.
+ */
+enum vs_db_status
+vs_db_commit_keep_queue(struct vs_db *db)
+{
+	enum vs_db_status s = VS_DB_ERROR;
+	int rc = SQLITE_OK;
+
+	if (db->tx_depth == 0 || !db->tx_write) {
+		vs_log_error("db: commit without a write transaction");
+		return VS_DB_ERROR;
+	}
+	reset_active(db);
+	for (int i = 0; i < COMMIT_ATTEMPTS; i++) {
+		s = step_cached(db, SQL_COMMIT, "commit", &rc);
+		if (s != VS_DB_BUSY)
+			break;
+	}
+	if (s == VS_DB_OK && sqlite3_get_autocommit(db->h)) {
+		db->tx_depth = 0;
+		db->tx_write = false;
+		return VS_DB_OK;
+	}
+	if (!sqlite3_get_autocommit(db->h)) {
+		rc = sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			(void)vs_db_status_of(db, rc, "rollback");
+	}
+	db->tx_depth = 0;
+	db->tx_write = false;
+	return s == VS_DB_OK ? VS_DB_ERROR : s;
+}
+
+void
+vs_db_release_queue(struct vs_db *db)
+{
+	if (db->tx_depth == 0)
+		vs_wlock_release(&db->wlock);
+}
+
+static const char SQL_SAVEPOINT[] = "SAVEPOINT vs_item";
+static const char SQL_SAVEPOINT_UNDO[] = "ROLLBACK TO vs_item";
+static const char SQL_SAVEPOINT_RELEASE[] = "RELEASE vs_item";
+
+enum vs_db_status
+vs_db_savepoint(struct vs_db *db)
+{
+	int rc;
+
+	if (db->tx_depth == 0 || !db->tx_write) {
+		vs_log_error("db: savepoint outside a write transaction");
+		return VS_DB_ERROR;
+	}
+	return step_cached(db, SQL_SAVEPOINT, "savepoint", &rc);
+}
+
+enum vs_db_status
+vs_db_savepoint_end(struct vs_db *db, bool keep)
+{
+	enum vs_db_status s = VS_DB_OK;
+	int rc;
+
+	reset_active(db);
+	if (!keep)
+		s = step_cached(db, SQL_SAVEPOINT_UNDO, "rollback to savepoint", &rc);
+	if (s == VS_DB_OK)
+		s = step_cached(db, SQL_SAVEPOINT_RELEASE, "release savepoint", &rc);
+	return s;
 }
 
 void

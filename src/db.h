@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <sqlite3.h>
 
+#include "combine.h"
 #include "writelock.h"
 
 #define VS_SCHEMA_VERSION 2
@@ -43,6 +44,7 @@ struct vs_db {
 	bool sync_after_commit; /* NORMAL + vs_db_sync (see db.c) */
 	bool durable_seq_known; /* sync.c published the watermark once */
 	struct vs_wlock wlock;  /* queue of this server's writers */
+	struct vs_combine combine; /* commit combining (combine.h) */
 	unsigned busy_retries;  /* statistics: busy-handler invocations */
 	/* Busy handler state (db.c): how long one lock wait may last, when
 	 * the current wait began, the next mean sleep, the jitter PRNG. */
@@ -95,6 +97,16 @@ void vs_db_storage_failed(struct vs_db *db);
  * an earlier storage failure. */
 void vs_db_reset_shared(struct vs_db *db);
 void vs_db_rollback(struct vs_db *db);
+
+/* For commit combining (combine.h) only. A savepoint inside the open
+ * write transaction, ended by keeping or undoing what was done since. */
+enum vs_db_status vs_db_savepoint(struct vs_db *db);
+enum vs_db_status vs_db_savepoint_end(struct vs_db *db, bool keep);
+/* Commits the write transaction but keeps the writer queue and does not
+ * sync: the caller hands out answers, then vs_db_release_queue and
+ * vs_db_sync. On failure the transaction is rolled back (queue kept). */
+enum vs_db_status vs_db_commit_keep_queue(struct vs_db *db);
+void vs_db_release_queue(struct vs_db *db);
 
 /* A cached prepared statement for a static SQL string (keyed by pointer),
  * reset and with bindings cleared. NULL on error (logged). */

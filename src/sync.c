@@ -1148,6 +1148,86 @@ out:
 	vs_buf_free(&c.conflicts);
 }
 
+/*
+ * Commit combining (combine.h): a push run by whichever worker leads
+ * the batch, inside its transaction and a savepoint of its own. The
+ * leader's own push comes already decoded; another worker's is decoded
+ * again from its slot (it passed the same checks there already, under
+ * the same configuration).
+ */
+struct combine_arg {
+	const struct vs_limits *lim;
+	const char *own_body;
+	struct push_req *own_req;
+};
+
+static enum vs_combine_step
+push_in_batch(void *arg, struct vs_db *db, const struct vs_combine_item *it,
+	      struct vs_response *res, int64_t *top)
+{
+	const struct combine_arg *a = arg;
+	struct push_req decoded, *req = a->own_req;
+	const struct sync_err *e = NULL;
+	enum vs_combine_step step;
+	struct push_ctx c = {
+		.db = db, .res = res,
+		.user = str_of(it->user), .vault = str_of(it->vault),
+		.device = str_of(it->device),
+	};
+
+	memset(&decoded, 0, sizeof(decoded));
+	if (it->body != a->own_body) {
+		req = &decoded;
+		e = decode_push(it->body, it->len, req);
+		if (e == NULL && req->n_ops > 0 && req->ops == NULL) {
+			push_req_free(req);
+			vs_res_internal(res);
+			return VS_COMBINE_FAIL;
+		}
+		if (e == NULL)
+			e = check_push(a->lim, req);
+	}
+	if (e != NULL) {
+		answer_err(res, e);
+		push_req_free(&decoded);
+		return VS_COMBINE_UNDO;
+	}
+	c.req = req;
+	vs_buf_init(&c.conflicts);
+	vs_now_ts(c.now);
+	if (push_in_tx(&c) == STOP)
+		step = res->status >= 500 ? VS_COMBINE_FAIL : VS_COMBINE_UNDO;
+	else
+		step = LIT(&res->body, "\n") ? VS_COMBINE_KEEP : VS_COMBINE_FAIL;
+	if (c.top_seq > *top)
+		*top = c.top_seq;
+	vs_buf_free(&c.conflicts);
+	push_req_free(&decoded);
+	return step;
+}
+
+/* True when the push was answered by a combined commit. */
+static bool
+push_combined(struct vs_db *db, const struct vs_limits *lim,
+	      const struct vs_scope *sc, const char *body, size_t len,
+	      struct push_req *req, struct vs_response *res)
+{
+	struct combine_arg a = { .lim = lim, .own_body = body, .own_req = req };
+	struct vs_combine_item it = {
+		.user = sc->user_id, .vault = sc->vault_id,
+		.device = sc->device_id, .body = body, .len = len,
+	};
+	int64_t top;
+
+	if (vs_combine_submit(&db->combine, db, &it, push_in_batch, &a, res,
+			      &top) != VS_COMBINE_DONE)
+		return false;
+	/* Committed by the batch's leader; acknowledged once synced (the
+	 * replayed answer of an idempotency key included). */
+	publish_durable(db, res, top);
+	return true;
+}
+
 void
 vs_sync_push(struct vs_db *db, const struct vs_limits *lim,
 	     const struct vs_scope *sc, const char *body, size_t len,
@@ -1169,7 +1249,8 @@ vs_sync_push(struct vs_db *db, const struct vs_limits *lim,
 		answer_err(res, e);
 		goto out;
 	}
-	push_execute(db, sc, &req, res);
+	if (!push_combined(db, lim, sc, body, len, &req, res))
+		push_execute(db, sc, &req, res);
 out:
 	push_req_free(&req);
 }

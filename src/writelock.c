@@ -85,18 +85,25 @@ out:
 	return s;
 }
 
+bool
+vs_shm_name(const char *db_path, const char *kind, char *name, size_t size)
+{
+	struct stat st;
+	int n;
+
+	if (stat(db_path, &st) != 0)
+		return false;
+	n = snprintf(name, size, "/verstak-%s-%llx-%llx-%lu", kind,
+		     (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+		     (unsigned long)getuid());
+	return n > 0 && (size_t)n < size;
+}
+
 /* The object's name: one per database file (device, inode) and user. */
 static bool
 shared_name(const char *db_path, char *name, size_t size)
 {
-	struct stat st;
-
-	if (stat(db_path, &st) != 0)
-		return false;
-	snprintf(name, size, "/verstak-wlock3-%llx-%llx-%lu",
-		 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-		 (unsigned long)getuid());
-	return true;
+	return vs_shm_name(db_path, "wlock3", name, size);
 }
 
 void

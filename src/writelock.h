@@ -25,6 +25,7 @@
 #define VS_WRITELOCK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct vs_wlock_shared;
@@ -69,5 +70,12 @@ void vs_wlock_mark_storage_failed(struct vs_wlock *w);
 /* Forgets the watermark and the failure: only while no worker runs.
  * Workers publish the watermark again from the database (sync.c). */
 void vs_wlock_reset(struct vs_wlock *w);
+
+/* The name of a shared object of kind ("wlock3", "combine1"...) for the
+ * database at db_path: one per database file (device, inode) and user,
+ * so two data directories never share one and a copied file does not
+ * inherit the original's. */
+bool vs_shm_name(const char *db_path, const char *kind, char *name,
+		 size_t size);
 
 #endif

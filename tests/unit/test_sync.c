@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2452,6 +2453,241 @@ START_TEST(test_fixture_replay_and_conflicts)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------------ */
+/* Commit combining across processes (combine.h)                      */
+/* ------------------------------------------------------------------ */
+
+/* What a pushing child process reports through its pipe. */
+struct child_report {
+	int status;
+	uint64_t led, ran_for_others, answered_by_others;
+	size_t len;
+	char body[2048];
+};
+
+static int die_code;
+
+/* A leader that dies with other workers' requests in its batch, after
+ * running them and before the commit. */
+static void
+die_if_others(int n_others)
+{
+	if (n_others > 0)
+		_exit(die_code);
+}
+
+static const char *
+one_op_body(char *buf, size_t size, const char *op_id)
+{
+	snprintf(buf, size,
+		 "{\"ops\":[{\"op_id\":\"%s\",\"entity_type\":\"note\","
+		 "\"entity_id\":\"Notes/%s.md\",\"op_type\":\"create\","
+		 "\"payload_json\":\"{}\",\"client_sequence\":1,"
+		 "\"last_seen_server_seq\":0,"
+		 "\"created_at\":\"2026-01-01T00:00:00Z\"}]}", op_id, op_id);
+	return buf;
+}
+
+/* Forks a process that opens its own connection, pushes one op and
+ * writes a child_report into fd. Exit codes: 0 reported, 2-4 failed
+ * before that, die_code when the hook ended it. */
+static pid_t
+push_child(const struct vs_scope *sc, const char *op_id, bool die, int fd)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct vs_db cdb;
+		struct vs_response res;
+		struct child_report rep;
+		char err[256], body[512];
+
+		if (vs_db_open(&cdb, tmpdir, err, sizeof(err)) != VS_DB_OK)
+			_exit(2);
+		if (cdb.combine.slot < 0)
+			_exit(3);
+		if (die)
+			vs_combine_test_hook = die_if_others;
+		one_op_body(body, sizeof(body), op_id);
+		vs_res_init(&res);
+		vs_sync_push(&cdb, &lim, sc, body, strlen(body), &res);
+		memset(&rep, 0, sizeof(rep));
+		rep.status = res.status;
+		rep.led = cdb.combine.led;
+		rep.ran_for_others = cdb.combine.ran_for_others;
+		rep.answered_by_others = cdb.combine.answered_by_others;
+		rep.len = res.body.len < sizeof(rep.body) ? res.body.len :
+			  sizeof(rep.body) - 1;
+		memcpy(rep.body, res.body.data ? res.body.data : "", rep.len);
+		if (write(fd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
+			_exit(4);
+		_exit(0);
+	}
+	return pid;
+}
+
+static void
+read_report(int fd, struct child_report *rep)
+{
+	ck_assert_int_eq(read(fd, rep, sizeof(*rep)), (ssize_t)sizeof(*rep));
+	ck_assert_uint_lt(rep->len, sizeof(rep->body));
+	rep->body[rep->len] = '\0';
+}
+
+/* Waits until n requests sit in the table waiting for a leader. */
+static void
+await_pending(int n)
+{
+	for (int i = 0; i < 5000 && vs_combine_pending(&db.combine) < n; i++)
+		(void)usleep(1000);
+	ck_assert_int_eq(vs_combine_pending(&db.combine), n);
+}
+
+static int
+exit_code(pid_t pid)
+{
+	int st = 0;
+
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+/* Two pushes waiting on the writer queue are committed in one batch by
+ * whichever gets the queue first; each gets its own answer, exactly as
+ * if it had committed alone, and both ops are stored. */
+START_TEST(test_combine_two_pushes_one_commit)
+{
+	struct vs_db hold;
+	struct child_report a, b;
+	char err[256];
+	int p1[2], p2[2];
+	pid_t ca, cb;
+
+	ck_assert_int_eq(vs_db_open(&hold, tmpdir, err, sizeof(err)), VS_DB_OK);
+	ck_assert(vs_wlock_acquire(&hold.wlock, 1000));
+	ck_assert_int_eq(pipe(p1), 0);
+	ck_assert_int_eq(pipe(p2), 0);
+	ca = push_child(&SC_A1, "comb-a", false, p1[1]);
+	cb = push_child(&SC_B, "comb-b", false, p2[1]);
+	await_pending(2);
+	vs_wlock_release(&hold.wlock);
+	read_report(p1[0], &a);
+	read_report(p2[0], &b);
+	ck_assert_int_eq(exit_code(ca), 0);
+	ck_assert_int_eq(exit_code(cb), 0);
+
+	ck_assert_int_eq(a.status, 200);
+	ck_assert_int_eq(b.status, 200);
+	ck_assert_str_eq(a.body, "{\"accepted\":[\"comb-a\"],\"count\":1,\"conflicts\":[]}\n");
+	ck_assert_str_eq(b.body, "{\"accepted\":[\"comb-b\"],\"count\":1,\"conflicts\":[]}\n");
+	/* One batch: one led it with the other's push in it. */
+	ck_assert_uint_eq(a.led + b.led, 1);
+	ck_assert_uint_eq(a.ran_for_others + b.ran_for_others, 1);
+	ck_assert_uint_eq(a.answered_by_others + b.answered_by_others, 1);
+	ck_assert_int_eq(q_int("SELECT COUNT(DISTINCT server_sequence) FROM"
+			       " server_ops WHERE op_id IN ('comb-a', 'comb-b')",
+			       NULL), 2);
+	ck_assert_int_eq(q_int("SELECT COUNT(*) FROM server_ops WHERE"
+			       " op_id = 'comb-b' AND user_id = '" U_BOB "'"
+			       " AND device_id = 'dev_b1'", NULL), 1);
+	ck_assert_int_eq(vs_combine_pending(&db.combine), 0);
+	vs_db_close(&hold);
+}
+END_TEST
+
+/* In one batch, a push refused inside the transaction (its op_id is
+ * stored in another scope) leaves nothing behind and does not disturb
+ * the other push, which is stored. */
+START_TEST(test_combine_refusal_stays_in_its_savepoint)
+{
+	struct vs_db hold;
+	struct child_report a, b;
+	struct reply r;
+	char err[256];
+	int p1[2], p2[2];
+	pid_t ca, cb;
+
+	r = push_ops(&SC_B, note_op("taken-id"));
+	ck_assert_int_eq(r.status, 200);
+	reply_free(&r);
+	ck_assert_int_eq(vs_db_open(&hold, tmpdir, err, sizeof(err)), VS_DB_OK);
+	ck_assert(vs_wlock_acquire(&hold.wlock, 1000));
+	ck_assert_int_eq(pipe(p1), 0);
+	ck_assert_int_eq(pipe(p2), 0);
+	ca = push_child(&SC_A1, "taken-id", false, p1[1]);
+	cb = push_child(&SC_A2, "fine-id", false, p2[1]);
+	await_pending(2);
+	vs_wlock_release(&hold.wlock);
+	read_report(p1[0], &a);
+	read_report(p2[0], &b);
+	ck_assert_int_eq(exit_code(ca), 0);
+	ck_assert_int_eq(exit_code(cb), 0);
+
+	ck_assert_int_eq(a.status, 409);
+	ck_assert_msg(strstr(a.body, "\"code\":\"op_id_conflict\"") != NULL,
+		      "%s", a.body);
+	ck_assert_int_eq(b.status, 200);
+	ck_assert_str_eq(b.body, "{\"accepted\":[\"fine-id\"],\"count\":1,\"conflicts\":[]}\n");
+	ck_assert_uint_eq(a.ran_for_others + b.ran_for_others, 1);
+	ck_assert_int_eq(q_int("SELECT COUNT(*) FROM server_ops WHERE"
+			       " op_id = 'taken-id'", NULL), 1);	/* Bob's */
+	ck_assert_int_eq(q_int("SELECT COUNT(*) FROM server_ops WHERE"
+			       " op_id = 'fine-id' AND device_id = 'dev_a2'",
+			       NULL), 1);
+	ck_assert_int_eq(count_of("server_ops"), 2);
+	ck_assert_int_eq(count_of("server_revisions"), 2);
+	vs_db_close(&hold);
+}
+END_TEST
+
+/* A leader that dies after running another worker's push, before the
+ * commit: nothing of its batch is stored, and the other worker, whose
+ * slot it had taken, runs its own push and is answered. */
+START_TEST(test_combine_leader_dies)
+{
+	struct vs_db hold;
+	struct child_report rep;
+	struct reply r;
+	char err[256];
+	int p1[2], p2[2], c1, c2;
+	pid_t ca, cb;
+	bool a_survived;
+
+	die_code = 7;
+	ck_assert_int_eq(vs_db_open(&hold, tmpdir, err, sizeof(err)), VS_DB_OK);
+	ck_assert(vs_wlock_acquire(&hold.wlock, 1000));
+	ck_assert_int_eq(pipe(p1), 0);
+	ck_assert_int_eq(pipe(p2), 0);
+	ca = push_child(&SC_A1, "die-a", true, p1[1]);
+	cb = push_child(&SC_A2, "die-b", true, p2[1]);
+	await_pending(2);
+	vs_wlock_release(&hold.wlock);
+	c1 = exit_code(ca);
+	c2 = exit_code(cb);
+	/* Exactly one led a batch holding the other's push, and died. */
+	ck_assert_msg((c1 == 7 && c2 == 0) || (c1 == 0 && c2 == 7),
+		      "exit codes %d %d", c1, c2);
+	a_survived = c1 == 0;
+	read_report(a_survived ? p1[0] : p2[0], &rep);
+	ck_assert_int_eq(rep.status, 200);
+	ck_assert_uint_eq(rep.answered_by_others, 0);
+	ck_assert_uint_eq(rep.led, 1);
+	ck_assert_int_eq(q_int("SELECT COUNT(*) FROM server_ops", NULL), 1);
+	ck_assert_int_eq(q_int("SELECT COUNT(*) FROM server_ops WHERE op_id = ?1",
+			       a_survived ? "die-a" : "die-b"), 1);
+	ck_assert_int_eq(count_of("server_revisions"), 1);
+	/* The queue the dead leader held is usable again. */
+	r = push_ops(&SC_A1, note_op("after-death"));
+	ck_assert_int_eq(r.status, 200);
+	reply_free(&r);
+	ck_assert_int_eq(vs_combine_pending(&db.combine), 0);
+	vs_db_close(&hold);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *
@@ -2462,6 +2698,7 @@ sync_suite(void)
 	TCase *tp = tcase_create("pull");
 	TCase *tl = tcase_create("legacy");
 	TCase *tf = tcase_create("fixture");
+	TCase *tm = tcase_create("combine");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
@@ -2505,6 +2742,13 @@ sync_suite(void)
 	tcase_add_test(tp, test_d40_large_text_payload);
 	tcase_add_test(tp, test_pull_snapshot_with_concurrent_pushes);
 	suite_add_tcase(s, tp);
+
+	tcase_add_checked_fixture(tm, setup, teardown);
+	tcase_set_timeout(tm, 60);
+	tcase_add_test(tm, test_combine_two_pushes_one_commit);
+	tcase_add_test(tm, test_combine_refusal_stays_in_its_savepoint);
+	tcase_add_test(tm, test_combine_leader_dies);
+	suite_add_tcase(s, tm);
 
 	tcase_add_checked_fixture(tl, setup_legacy, teardown);
 	tcase_add_test(tl, test_pull_null_columns);
