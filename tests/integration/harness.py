@@ -85,19 +85,20 @@ def children_of(ppid):
 
 
 def remove_writer_queue(db_path):
-    """Removes the shared-memory writer queue of a test database
-    (src/writelock.c names it after the file's device and inode); a
-    server keeps its one object for good, a test suite would pile up
-    hundreds in /dev/shm."""
+    """Removes the shared-memory writer queue and commit table of a test
+    database (src/writelock.c and src/combine.c name them after the
+    file's device and inode); a server keeps its objects for good, a test
+    suite would pile up hundreds in /dev/shm."""
     try:
         st = os.stat(db_path)
     except OSError:
         return
-    name = f"/dev/shm/verstak-wlock3-{st.st_dev:x}-{st.st_ino:x}-{os.getuid()}"
-    try:
-        os.unlink(name)
-    except OSError:
-        pass
+    for kind in ("wlock3", "combine1"):
+        name = f"/dev/shm/verstak-{kind}-{st.st_dev:x}-{st.st_ino:x}-{os.getuid()}"
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
 
 
 def copy_fixture(dest):
