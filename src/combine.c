@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -150,6 +151,18 @@ out:
 	return s;
 }
 
+/* The table's name carries its size, so a server of another layout
+ * (an upgrade while the old workers still run) never maps this one. */
+static bool
+table_name(const char *db_path, char *name, size_t size)
+{
+	char kind[32];
+
+	snprintf(kind, sizeof(kind), "combine1-%zx",
+		 sizeof(struct vs_combine_shared));
+	return vs_shm_name(db_path, kind, name, size);
+}
+
 /* A free slot, or one whose owner has died and that no leader holds. */
 static int
 claim_slot(struct vs_combine_shared *s, int32_t me)
@@ -161,10 +174,22 @@ claim_slot(struct vs_combine_shared *s, int32_t me)
 		if (o != 0 && !pid_dead(o))
 			continue;
 		if (o != 0) {
-			st = state_load(s, i);
-			if (st == S_TAKEN ||
-			    (st == S_PENDING && !state_cas(s, i, S_PENDING, S_IDLE, 0)))
-				continue;	/* a leader still has it */
+			uint64_t w = word_load(s, i);
+
+			st = state_of(w);
+			if (st == S_PENDING &&
+			    !state_cas(s, i, S_PENDING, S_IDLE, 0))
+				continue;	/* a leader took it meanwhile */
+			/* Taken by a leader that died as well (a worker that
+			 * died leading its own batch leaves its slot so). */
+			if (st == S_TAKEN &&
+			    (!pid_dead(leader_of(w)) ||
+			     !__atomic_compare_exchange_n(&s->word[i], &w,
+							  (uint64_t)S_IDLE,
+							  false,
+							  __ATOMIC_ACQ_REL,
+							  __ATOMIC_ACQUIRE)))
+				continue;
 		}
 		if (__atomic_compare_exchange_n(&s->owner[i], &o, me, false,
 						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
@@ -179,13 +204,13 @@ void
 vs_combine_open(struct vs_combine *cb, const char *db_path)
 {
 	const char *env = getenv("VERSTAK_COMBINE");
-	char name[96];
+	char name[112];
 
 	memset(cb, 0, sizeof(*cb));
 	cb->slot = -1;
 	if (env != NULL && strcmp(env, "0") == 0)
 		return;
-	if (!vs_shm_name(db_path, "combine1", name, sizeof(name)))
+	if (!table_name(db_path, name, sizeof(name)))
 		return;
 	cb->shm = map_table(name);
 	if (cb->shm == NULL) {
@@ -197,6 +222,18 @@ vs_combine_open(struct vs_combine *cb, const char *db_path)
 	cb->slot = claim_slot(cb->shm, cb->pid);
 	if (cb->slot < 0)
 		vs_log_warn("db: every commit-table slot is in use; committing alone");
+}
+
+void
+vs_combine_reset(struct vs_combine *cb)
+{
+	if (cb->shm == NULL)
+		return;
+	memset(cb->shm->word, 0, sizeof(cb->shm->word));
+	memset(cb->shm->owner, 0, sizeof(cb->shm->owner));
+	__sync_synchronize();
+	if (cb->slot >= 0)
+		cb->slot = claim_slot(cb->shm, cb->pid);
 }
 
 void
@@ -230,9 +267,9 @@ vs_combine_close(struct vs_combine *cb)
 bool
 vs_combine_unlink(const char *db_path)
 {
-	char name[96];
+	char name[112];
 
-	if (!vs_shm_name(db_path, "combine1", name, sizeof(name)))
+	if (!table_name(db_path, name, sizeof(name)))
 		return false;
 	return shm_unlink(name) == 0 || errno == ENOENT;
 }
@@ -326,12 +363,13 @@ run_one(struct vs_db *db, const struct vs_combine_item *it, vs_combine_fn fn,
 	bool *fits)
 {
 	enum vs_combine_step step;
+	int64_t item_top = 0;
 	bool keep;
 
 	*fits = true;
 	if (vs_db_savepoint(db) != VS_DB_OK)
 		return VS_COMBINE_FAIL;
-	step = fn(arg, db, it, res, top);
+	step = fn(arg, db, it, res, &item_top);
 	if (step == VS_COMBINE_FAIL)
 		return step;
 	keep = step == VS_COMBINE_KEEP;
@@ -339,15 +377,35 @@ run_one(struct vs_db *db, const struct vs_combine_item *it, vs_combine_fn fn,
 		*fits = keep = false;
 	if (vs_db_savepoint_end(db, keep) != VS_DB_OK)
 		return VS_COMBINE_FAIL;
+	/* The batch's top feeds the durable watermark: it must never name
+	 * a sequence whose rows were rolled back (ROLLBACK TO hands the
+	 * number out again, to a commit that is not yet synced). A kept
+	 * item reports what it allocated, an undone one only what was
+	 * committed before it; one handed back reports nothing. */
+	if (*fits && item_top > *top)
+		*top = item_top;
 	return step;
+}
+
+/* A leader's verdict on a slot it took: only while the slot is still
+ * taken by this leader (an owner that gave up waiting may have taken it
+ * back; a late verdict must not overwrite its next request). */
+static void
+verdict(struct vs_combine_shared *s, int i, int32_t leader, uint32_t v)
+{
+	uint64_t want = (uint64_t)S_TAKEN | (uint64_t)(uint32_t)leader << 32;
+
+	(void)__atomic_compare_exchange_n(&s->word[i], &want, (uint64_t)v,
+					  false, __ATOMIC_ACQ_REL,
+					  __ATOMIC_ACQUIRE);
 }
 
 /* Gives every taken slot back to its owner to run alone. */
 static void
-hand_back(struct vs_combine_shared *s, const int *idx, int n)
+hand_back(struct vs_combine_shared *s, int32_t leader, const int *idx, int n)
 {
 	for (int k = 0; k < n; k++)
-		state_store(s, idx[k], S_SELF);
+		verdict(s, idx[k], leader, S_SELF);
 }
 
 static enum vs_combine_rc
@@ -394,13 +452,13 @@ lead(struct vs_combine *cb, struct vs_db *db, const struct vs_combine_item *it,
 		vs_combine_test_hook(n);
 	if (vs_db_commit_keep_queue(db) != VS_DB_OK) {
 		/* Rolled back: nothing of the batch was stored. */
-		hand_back(s, idx, n);
+		hand_back(s, cb->pid, idx, n);
 		vs_db_release_queue(db);
 		goto alone_unlocked;
 	}
 	for (int k = 0; k < n; k++) {
 		s->data[idx[k]].top = batch_top;
-		state_store(s, idx[k], fit[k] ? S_DONE : S_SELF);
+		verdict(s, idx[k], cb->pid, fit[k] ? S_DONE : S_SELF);
 	}
 	state_store(s, cb->slot, S_IDLE);
 	vs_db_release_queue(db);
@@ -412,11 +470,13 @@ lead(struct vs_combine *cb, struct vs_db *db, const struct vs_combine_item *it,
 abandon:
 	/* A database failure inside the batch: undo it all and let every
 	 * request run alone, where its failure is answered as usual. */
-	hand_back(s, idx, n);
+	hand_back(s, cb->pid, idx, n);
 	vs_db_rollback(db);
 	goto alone_unlocked;
 alone:
-	hand_back(s, idx, n);
+	/* begin refused: it let the queue go, except when it refused for
+	 * an earlier storage failure, which it checks first. */
+	vs_db_release_queue(db);
 alone_unlocked:
 	state_store(s, cb->slot, S_IDLE);
 	vs_res_reset(res);
@@ -424,16 +484,24 @@ alone_unlocked:
 }
 
 /* Without the queue (its wait timed out) while a leader has our slot:
- * wait for its verdict, or for its death. */
+ * wait for its verdict, its death, or the end of a second wait as long
+ * as the first. Returns the verdict, or IDLE once the slot is ours again
+ * (taken back from a leader that died or took too long: its verdict,
+ * should it still come, is refused by verdict()'s compare). */
 static uint32_t
-await_leader(struct vs_combine_shared *s, int slot)
+await_leader(struct vs_combine_shared *s, int slot, unsigned budget_ms)
 {
 	const struct timespec nap = { 0, 200000 };	/* 0.2 ms */
 	uint64_t w;
 
-	while (state_of(w = word_load(s, slot)) == S_TAKEN) {
-		if (pid_dead(leader_of(w)))
-			return S_TAKEN;
+	for (unsigned long i = 0; state_of(w = word_load(s, slot)) == S_TAKEN;
+	     i++) {
+		if ((pid_dead(leader_of(w)) || i >= budget_ms * 5ul) &&
+		    __atomic_compare_exchange_n(&s->word[slot], &w,
+						(uint64_t)S_IDLE, false,
+						__ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return S_IDLE;
 		(void)nanosleep(&nap, NULL);
 	}
 	return state_of(w);
@@ -463,7 +531,7 @@ vs_combine_submit(struct vs_combine *cb, struct vs_db *db,
 	if (!got) {
 		if (state_cas(s, cb->slot, S_PENDING, S_IDLE, 0))
 			return VS_COMBINE_SELF;
-		st = await_leader(s, cb->slot);
+		st = await_leader(s, cb->slot, db->busy_budget_ms);
 	} else {
 		st = state_load(s, cb->slot);
 	}
@@ -483,8 +551,8 @@ vs_combine_submit(struct vs_combine *cb, struct vs_db *db,
 		return VS_COMBINE_DONE;
 	}
 	if (st == S_SELF || !got) {
-		/* Handed back, or taken by a leader that died while we had
-		 * no queue: run it alone. */
+		/* Handed back, or taken back (while we had no queue) from
+		 * a leader that died or took too long: run it alone. */
 		state_store(s, cb->slot, S_IDLE);
 		if (got)
 			vs_wlock_release(&db->wlock);

@@ -66,8 +66,10 @@ enum vs_combine_step {
 };
 
 /* Runs one request inside the open write transaction (a savepoint is
- * open around it), writes its answer into res and raises *top to the
- * highest sequence it committed or saw. */
+ * open around it) and writes its answer into res. *top: for KEEP the
+ * highest sequence it allocated or saw committed; otherwise the highest
+ * committed before it (it feeds the durable watermark, and sequences of
+ * rolled-back rows are handed out again). */
 typedef enum vs_combine_step (*vs_combine_fn)(void *arg, struct vs_db *db,
 					      const struct vs_combine_item *it,
 					      struct vs_response *res,
@@ -77,6 +79,10 @@ typedef enum vs_combine_step (*vs_combine_fn)(void *arg, struct vs_db *db,
  * or VERSTAK_COMBINE=0 in the environment, leaves combining off. */
 void vs_combine_open(struct vs_combine *cb, const char *db_path);
 void vs_combine_close(struct vs_combine *cb);
+/* Frees every slot: only while no worker runs (with the writer queue's
+ * reset, at start-up). Slots of workers that died leading a batch would
+ * otherwise stay taken until the next boot. */
+void vs_combine_reset(struct vs_combine *cb);
 
 enum vs_combine_rc {
 	VS_COMBINE_DONE,	/* res holds the answer; sync, then send it */

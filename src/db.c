@@ -565,6 +565,7 @@ void
 vs_db_reset_shared(struct vs_db *db)
 {
 	vs_wlock_reset(&db->wlock);
+	vs_combine_reset(&db->combine);
 }
 
 enum vs_db_status

@@ -556,6 +556,7 @@ struct push_ctx {
 	size_t n_accepted;
 	struct vs_buf conflicts;	/* the entries, comma-separated */
 	int64_t top_seq;	/* highest sequence committed or allocated */
+	int64_t start_top;	/* highest committed when the push began */
 	bool replayed;		/* res holds a stored answer */
 	/* The conflict scan's bound for last_seen == bound_l: the rowid
 	 * of the first op after it, or none (no op after it at all). */
@@ -1003,6 +1004,7 @@ push_in_tx(struct push_ctx *c)
 
 	if (rc != SQLITE_OK)
 		return stop_db(c, rc, "top sequence");
+	c->start_top = c->top_seq;
 	if (check_blob_refs(c) == STOP || replay_idempotent(c) == STOP)
 		return STOP;
 	vs_res_json(c->res, 200);
@@ -1199,8 +1201,9 @@ push_in_batch(void *arg, struct vs_db *db, const struct vs_combine_item *it,
 		step = res->status >= 500 ? VS_COMBINE_FAIL : VS_COMBINE_UNDO;
 	else
 		step = LIT(&res->body, "\n") ? VS_COMBINE_KEEP : VS_COMBINE_FAIL;
-	if (c.top_seq > *top)
-		*top = c.top_seq;
+	/* Undone, only what was committed before it counts: the sequences
+	 * it allocated are rolled back and will be handed out again. */
+	*top = step == VS_COMBINE_KEEP ? c.top_seq : c.start_top;
 	vs_buf_free(&c.conflicts);
 	push_req_free(&decoded);
 	return step;

@@ -5,6 +5,7 @@ checks that stopping it leaves no process behind.
 
 Standard library only, so a fresh Debian 12 with python3 can run it.
 """
+import glob
 import http.client
 import json
 import os
@@ -93,8 +94,9 @@ def remove_writer_queue(db_path):
         st = os.stat(db_path)
     except OSError:
         return
-    for kind in ("wlock3", "combine1"):
-        name = f"/dev/shm/verstak-{kind}-{st.st_dev:x}-{st.st_ino:x}-{os.getuid()}"
+    tail = f"-{st.st_dev:x}-{st.st_ino:x}-{os.getuid()}"
+    for name in (glob.glob(f"/dev/shm/verstak-wlock3{tail}") +
+                 glob.glob(f"/dev/shm/verstak-combine1-*{tail}")):
         try:
             os.unlink(name)
         except OSError:

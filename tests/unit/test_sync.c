@@ -2489,11 +2489,13 @@ one_op_body(char *buf, size_t size, const char *op_id)
 	return buf;
 }
 
-/* Forks a process that opens its own connection, pushes one op and
- * writes a child_report into fd. Exit codes: 0 reported, 2-4 failed
- * before that, die_code when the hook ended it. */
+/* Forks a process that opens its own connection, pushes body (or one
+ * op named op_id when body is NULL) and writes a child_report into fd.
+ * Exit codes: 0 reported, 2-4 failed before that, die_code when the
+ * hook ended it. */
 static pid_t
-push_child(const struct vs_scope *sc, const char *op_id, bool die, int fd)
+push_child_body(const struct vs_scope *sc, const char *op_id,
+		const char *given, bool die, int fd)
 {
 	pid_t pid = fork();
 
@@ -2510,7 +2512,10 @@ push_child(const struct vs_scope *sc, const char *op_id, bool die, int fd)
 			_exit(3);
 		if (die)
 			vs_combine_test_hook = die_if_others;
-		one_op_body(body, sizeof(body), op_id);
+		if (given != NULL)
+			snprintf(body, sizeof(body), "%s", given);
+		else
+			one_op_body(body, sizeof(body), op_id);
 		vs_res_init(&res);
 		vs_sync_push(&cdb, &lim, sc, body, strlen(body), &res);
 		memset(&rep, 0, sizeof(rep));
@@ -2526,6 +2531,12 @@ push_child(const struct vs_scope *sc, const char *op_id, bool die, int fd)
 		_exit(0);
 	}
 	return pid;
+}
+
+static pid_t
+push_child(const struct vs_scope *sc, const char *op_id, bool die, int fd)
+{
+	return push_child_body(sc, op_id, NULL, die, fd);
 }
 
 static void
@@ -2598,9 +2609,13 @@ START_TEST(test_combine_two_pushes_one_commit)
 }
 END_TEST
 
-/* In one batch, a push refused inside the transaction (its op_id is
- * stored in another scope) leaves nothing behind and does not disturb
- * the other push, which is stored. */
+/* In one batch, a push refused inside the transaction (its third
+ * op_id is stored in another scope, after its first two were written:
+ * whichever push runs first, the refused one allocates the highest
+ * sequences)
+ * leaves nothing behind and does not disturb the other push, which is
+ * stored; the durable watermark never names the refused push's
+ * rolled-back sequence, which the next commit reuses. */
 START_TEST(test_combine_refusal_stays_in_its_savepoint)
 {
 	struct vs_db hold;
@@ -2617,7 +2632,17 @@ START_TEST(test_combine_refusal_stays_in_its_savepoint)
 	ck_assert(vs_wlock_acquire(&hold.wlock, 1000));
 	ck_assert_int_eq(pipe(p1), 0);
 	ck_assert_int_eq(pipe(p2), 0);
-	ca = push_child(&SC_A1, "taken-id", false, p1[1]);
+	ca = push_child_body(&SC_A1, NULL,
+		"{\"ops\":[{\"op_id\":\"first-id\",\"entity_type\":\"note\","
+		"\"entity_id\":\"first\",\"op_type\":\"create\","
+		"\"payload_json\":\"{}\",\"last_seen_server_seq\":0},"
+		"{\"op_id\":\"second-id\",\"entity_type\":\"note\","
+		"\"entity_id\":\"second\",\"op_type\":\"create\","
+		"\"payload_json\":\"{}\",\"last_seen_server_seq\":0},"
+		"{\"op_id\":\"taken-id\",\"entity_type\":\"note\","
+		"\"entity_id\":\"taken\",\"op_type\":\"create\","
+		"\"payload_json\":\"{}\",\"last_seen_server_seq\":0}]}",
+		false, p1[1]);
 	cb = push_child(&SC_A2, "fine-id", false, p2[1]);
 	await_pending(2);
 	vs_wlock_release(&hold.wlock);
@@ -2637,8 +2662,13 @@ START_TEST(test_combine_refusal_stays_in_its_savepoint)
 	ck_assert_int_eq(q_int("SELECT COUNT(*) FROM server_ops WHERE"
 			       " op_id = 'fine-id' AND device_id = 'dev_a2'",
 			       NULL), 1);
+	ck_assert_int_eq(q_int("SELECT COUNT(*) FROM server_ops WHERE"
+			       " op_id IN ('first-id', 'second-id')", NULL), 0);
 	ck_assert_int_eq(count_of("server_ops"), 2);
 	ck_assert_int_eq(count_of("server_revisions"), 2);
+	ck_assert_int_le(vs_wlock_durable_seq(&db.wlock),
+			 q_int("SELECT MAX(server_sequence) FROM server_ops",
+			       NULL));
 	vs_db_close(&hold);
 }
 END_TEST
@@ -2685,6 +2715,21 @@ START_TEST(test_combine_leader_dies)
 	reply_free(&r);
 	ck_assert_int_eq(vs_combine_pending(&db.combine), 0);
 	vs_db_close(&hold);
+
+	/* Neither dead process keeps its slot: the leader left its own
+	 * taken, under its own pid. Every slot but ours can be claimed. */
+	{
+		static struct vs_db others[VS_COMBINE_SLOTS - 1];
+
+		for (int i = 0; i < VS_COMBINE_SLOTS - 1; i++) {
+			ck_assert_int_eq(vs_db_open(&others[i], tmpdir, err,
+						    sizeof(err)), VS_DB_OK);
+			ck_assert_msg(others[i].combine.slot >= 0,
+				      "no slot for connection %d", i);
+		}
+		for (int i = 0; i < VS_COMBINE_SLOTS - 1; i++)
+			vs_db_close(&others[i]);
+	}
 }
 END_TEST
 
