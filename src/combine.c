@@ -22,14 +22,11 @@
 #include "response.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -116,39 +113,19 @@ pid_dead(int32_t pid)
 /* The shared table                                                   */
 /* ------------------------------------------------------------------ */
 
-static struct vs_combine_shared *
-map_table(const char *name)
+/* vs_shm_init_fn of the table: run under the object's flock. */
+static bool
+init_table(void *p)
 {
-	struct vs_combine_shared *s = NULL;
-	struct stat st;
-	int fd;
+	struct vs_combine_shared *s = p;
 
-	fd = shm_open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return NULL;
-	if (flock(fd, LOCK_EX) != 0)
-		goto out;
-	/* tmpfs allocates pages as they are touched: the slots' unused
-	 * tails cost nothing. */
-	if (fstat(fd, &st) != 0 ||
-	    ((size_t)st.st_size < sizeof(*s) && ftruncate(fd, sizeof(*s)) != 0))
-		goto unlock;
-	s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (s == MAP_FAILED) {
-		s = NULL;
-		goto unlock;
-	}
 	if (s->magic != COMBINE_MAGIC) {
 		memset(s->owner, 0, sizeof(s->owner));
 		memset(s->word, 0, sizeof(s->word));
 		__sync_synchronize();
 		s->magic = COMBINE_MAGIC;
 	}
-unlock:
-	(void)flock(fd, LOCK_UN);
-out:
-	(void)close(fd);
-	return s;
+	return true;
 }
 
 /* The table's name carries its size, so a server of another layout
@@ -212,7 +189,7 @@ vs_combine_open(struct vs_combine *cb, const char *db_path)
 		return;
 	if (!table_name(db_path, name, sizeof(name)))
 		return;
-	cb->shm = map_table(name);
+	cb->shm = vs_shm_map(name, sizeof(*cb->shm), init_table);
 	if (cb->shm == NULL) {
 		vs_log_warn("db: no shared commit table (%s); committing alone",
 			    strerror(errno));

@@ -568,11 +568,12 @@ vs_db_reset_shared(struct vs_db *db)
 	vs_combine_reset(&db->combine);
 }
 
-enum vs_db_status
-vs_db_commit(struct vs_db *db)
+/* Runs COMMIT (retried while busy). On success the transaction is
+ * over, the writer queue still held; on failure it is still open. */
+static enum vs_db_status
+commit_step(struct vs_db *db)
 {
 	enum vs_db_status s = VS_DB_ERROR;
-	bool wrote = db->tx_write;
 	int rc = SQLITE_OK;
 
 	if (db->tx_depth == 0) {
@@ -588,6 +589,36 @@ vs_db_commit(struct vs_db *db)
 	if (s == VS_DB_OK && sqlite3_get_autocommit(db->h)) {
 		db->tx_depth = 0;
 		db->tx_write = false;
+		return VS_DB_OK;
+	}
+	return s == VS_DB_OK ? VS_DB_ERROR : s;
+}
+
+/* Ends the open transaction, if any, keeping the writer queue. */
+static void
+rollback_keep_queue(struct vs_db *db)
+{
+	int rc;
+
+	reset_active(db);
+	/* SQLite may already have rolled back by itself (e.g. after an I/O
+	 * error or SQLITE_FULL); ROLLBACK would then fail. */
+	if (!sqlite3_get_autocommit(db->h)) {
+		rc = sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			(void)vs_db_status_of(db, rc, "rollback");
+	}
+	db->tx_depth = 0;
+	db->tx_write = false;
+}
+
+enum vs_db_status
+vs_db_commit(struct vs_db *db)
+{
+	bool wrote = db->tx_write;
+	enum vs_db_status s = commit_step(db);
+
+	if (s == VS_DB_OK) {
 		vs_wlock_release(&db->wlock);
 		/* After the release: the next writer goes on while this
 		 * fsync runs, and may share it. A failed sync leaves the
@@ -595,8 +626,9 @@ vs_db_commit(struct vs_db *db)
 		 * a same-scope duplicate. */
 		return wrote ? vs_db_sync(db) : VS_DB_OK;
 	}
-	vs_db_rollback(db);
-	return s == VS_DB_OK ? VS_DB_ERROR : s;
+	if (db->tx_depth > 0)
+		vs_db_rollback(db);
+	return s;
 }
 
 /*
@@ -607,32 +639,16 @@ vs_db_commit(struct vs_db *db)
 enum vs_db_status
 vs_db_commit_keep_queue(struct vs_db *db)
 {
-	enum vs_db_status s = VS_DB_ERROR;
-	int rc = SQLITE_OK;
+	enum vs_db_status s;
 
-	if (db->tx_depth == 0 || !db->tx_write) {
+	if (!db->tx_write) {
 		vs_log_error("db: commit without a write transaction");
 		return VS_DB_ERROR;
 	}
-	reset_active(db);
-	for (int i = 0; i < COMMIT_ATTEMPTS; i++) {
-		s = step_cached(db, SQL_COMMIT, "commit", &rc);
-		if (s != VS_DB_BUSY)
-			break;
-	}
-	if (s == VS_DB_OK && sqlite3_get_autocommit(db->h)) {
-		db->tx_depth = 0;
-		db->tx_write = false;
-		return VS_DB_OK;
-	}
-	if (!sqlite3_get_autocommit(db->h)) {
-		rc = sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			(void)vs_db_status_of(db, rc, "rollback");
-	}
-	db->tx_depth = 0;
-	db->tx_write = false;
-	return s == VS_DB_OK ? VS_DB_ERROR : s;
+	s = commit_step(db);
+	if (s != VS_DB_OK && db->tx_depth > 0)
+		rollback_keep_queue(db);
+	return s;
 }
 
 void
@@ -675,20 +691,9 @@ vs_db_savepoint_end(struct vs_db *db, bool keep)
 void
 vs_db_rollback(struct vs_db *db)
 {
-	int rc;
-
 	if (db->h == NULL)
 		return;
-	reset_active(db);
-	/* SQLite may already have rolled back by itself (e.g. after an I/O
-	 * error or SQLITE_FULL); ROLLBACK would then fail. */
-	if (!sqlite3_get_autocommit(db->h)) {
-		rc = sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			(void)vs_db_status_of(db, rc, "rollback");
-	}
-	db->tx_depth = 0;
-	db->tx_write = false;
+	rollback_keep_queue(db);
 	vs_wlock_release(&db->wlock);
 }
 

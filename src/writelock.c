@@ -4,7 +4,8 @@
  * The shared object lives in /dev/shm (shm_open), so a reboot clears it:
  * a mutex word left "locked" by a process of an earlier boot can never
  * outlive that boot. Initialisation is serialised with flock on the
- * object itself and marked by a magic value written after the mutex.
+ * object itself (vs_shm_map) and marked by a magic value written after
+ * the mutex.
  */
 #include "writelock.h"
 #include "log.h"
@@ -54,10 +55,10 @@ init_shared(struct vs_wlock_shared *s)
 	return ok;
 }
 
-static struct vs_wlock_shared *
-map_shared(const char *name)
+void *
+vs_shm_map(const char *name, size_t size, vs_shm_init_fn init)
 {
-	struct vs_wlock_shared *s = NULL;
+	void *p = NULL;
 	struct stat st;
 	int fd;
 
@@ -66,23 +67,34 @@ map_shared(const char *name)
 		return NULL;
 	if (flock(fd, LOCK_EX) != 0)
 		goto out;
+	/* tmpfs allocates pages as they are touched: parts of the object
+	 * no one writes cost nothing. */
 	if (fstat(fd, &st) != 0 ||
-	    ((size_t)st.st_size < sizeof(*s) && ftruncate(fd, sizeof(*s)) != 0))
+	    ((size_t)st.st_size < size && ftruncate(fd, (off_t)size) != 0))
 		goto unlock;
-	s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (s == MAP_FAILED) {
-		s = NULL;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		p = NULL;
 		goto unlock;
 	}
-	if (s->magic != WLOCK_MAGIC && !init_shared(s)) {
-		(void)munmap(s, sizeof(*s));
-		s = NULL;
+	if (!init(p)) {
+		(void)munmap(p, size);
+		p = NULL;
 	}
 unlock:
 	(void)flock(fd, LOCK_UN);
 out:
 	(void)close(fd);	/* the mapping stays valid */
-	return s;
+	return p;
+}
+
+/* vs_shm_init_fn of the writer queue. */
+static bool
+init_queue(void *p)
+{
+	struct vs_wlock_shared *s = p;
+
+	return s->magic == WLOCK_MAGIC || init_shared(s);
 }
 
 bool
@@ -114,7 +126,7 @@ vs_wlock_open(struct vs_wlock *w, const char *db_path)
 	memset(w, 0, sizeof(*w));
 	if (!shared_name(db_path, name, sizeof(name)))
 		return;
-	w->shm = map_shared(name);
+	w->shm = vs_shm_map(name, sizeof(*w->shm), init_queue);
 	if (w->shm == NULL)
 		vs_log_warn("db: no shared writer queue (%s); waiting on SQLite alone",
 			    strerror(errno));

@@ -78,4 +78,10 @@ void vs_wlock_reset(struct vs_wlock *w);
 bool vs_shm_name(const char *db_path, const char *kind, char *name,
 		 size_t size);
 
+/* Maps the shared object name (created 0600 and sized if new). init
+ * runs under an exclusive flock on the object, so exactly one process
+ * initialises it; it returns false when the object cannot be used. */
+typedef bool (*vs_shm_init_fn)(void *p);
+void *vs_shm_map(const char *name, size_t size, vs_shm_init_fn init);
+
 #endif
