@@ -2566,29 +2566,58 @@ exit_code(pid_t pid)
 	return WEXITSTATUS(st);
 }
 
+/* Two pushing children made to wait on the writer queue together: the
+ * parent holds the queue through a connection of its own until both
+ * requests sit in the table, then lets go. */
+struct pair_run {
+	struct vs_db hold;
+	int fd[2][2];
+	pid_t pid[2];
+};
+
+static void
+pair_hold(struct pair_run *p)
+{
+	char err[256];
+
+	ck_assert_int_eq(vs_db_open(&p->hold, tmpdir, err, sizeof(err)),
+			 VS_DB_OK);
+	ck_assert(vs_wlock_acquire(&p->hold.wlock, 1000));
+	ck_assert_int_eq(pipe(p->fd[0]), 0);
+	ck_assert_int_eq(pipe(p->fd[1]), 0);
+}
+
+static void
+pair_release(struct pair_run *p)
+{
+	await_pending(2);
+	vs_wlock_release(&p->hold.wlock);
+}
+
+/* Both children's reports, once both exited normally. */
+static void
+pair_collect(struct pair_run *p, struct child_report *a,
+	     struct child_report *b)
+{
+	read_report(p->fd[0][0], a);
+	read_report(p->fd[1][0], b);
+	ck_assert_int_eq(exit_code(p->pid[0]), 0);
+	ck_assert_int_eq(exit_code(p->pid[1]), 0);
+}
+
 /* Two pushes waiting on the writer queue are committed in one batch by
  * whichever gets the queue first; each gets its own answer, exactly as
  * if it had committed alone, and both ops are stored. */
 START_TEST(test_combine_two_pushes_one_commit)
 {
-	struct vs_db hold;
+	struct pair_run p;
 	struct child_report a, b;
-	char err[256];
-	int p1[2], p2[2];
-	pid_t ca, cb;
 
-	ck_assert_int_eq(vs_db_open(&hold, tmpdir, err, sizeof(err)), VS_DB_OK);
-	ck_assert(vs_wlock_acquire(&hold.wlock, 1000));
-	ck_assert_int_eq(pipe(p1), 0);
-	ck_assert_int_eq(pipe(p2), 0);
-	ca = push_child(&SC_A1, "comb-a", false, p1[1]);
-	cb = push_child(&SC_B, "comb-b", false, p2[1]);
-	await_pending(2);
-	vs_wlock_release(&hold.wlock);
-	read_report(p1[0], &a);
-	read_report(p2[0], &b);
-	ck_assert_int_eq(exit_code(ca), 0);
-	ck_assert_int_eq(exit_code(cb), 0);
+	pair_hold(&p);
+	p.pid[0] = push_child(&SC_A1, "comb-a", false, p.fd[0][1]);
+	p.pid[1] = push_child(&SC_B, "comb-b", false, p.fd[1][1]);
+	pair_release(&p);
+	pair_collect(&p, &a, &b);
 
 	ck_assert_int_eq(a.status, 200);
 	ck_assert_int_eq(b.status, 200);
@@ -2605,7 +2634,7 @@ START_TEST(test_combine_two_pushes_one_commit)
 			       " op_id = 'comb-b' AND user_id = '" U_BOB "'"
 			       " AND device_id = 'dev_b1'", NULL), 1);
 	ck_assert_int_eq(vs_combine_pending(&db.combine), 0);
-	vs_db_close(&hold);
+	vs_db_close(&p.hold);
 }
 END_TEST
 
@@ -2618,21 +2647,15 @@ END_TEST
  * rolled-back sequence, which the next commit reuses. */
 START_TEST(test_combine_refusal_stays_in_its_savepoint)
 {
-	struct vs_db hold;
+	struct pair_run p;
 	struct child_report a, b;
 	struct reply r;
-	char err[256];
-	int p1[2], p2[2];
-	pid_t ca, cb;
 
 	r = push_ops(&SC_B, note_op("taken-id"));
 	ck_assert_int_eq(r.status, 200);
 	reply_free(&r);
-	ck_assert_int_eq(vs_db_open(&hold, tmpdir, err, sizeof(err)), VS_DB_OK);
-	ck_assert(vs_wlock_acquire(&hold.wlock, 1000));
-	ck_assert_int_eq(pipe(p1), 0);
-	ck_assert_int_eq(pipe(p2), 0);
-	ca = push_child_body(&SC_A1, NULL,
+	pair_hold(&p);
+	p.pid[0] = push_child_body(&SC_A1, NULL,
 		"{\"ops\":[{\"op_id\":\"first-id\",\"entity_type\":\"note\","
 		"\"entity_id\":\"first\",\"op_type\":\"create\","
 		"\"payload_json\":\"{}\",\"last_seen_server_seq\":0},"
@@ -2642,14 +2665,10 @@ START_TEST(test_combine_refusal_stays_in_its_savepoint)
 		"{\"op_id\":\"taken-id\",\"entity_type\":\"note\","
 		"\"entity_id\":\"taken\",\"op_type\":\"create\","
 		"\"payload_json\":\"{}\",\"last_seen_server_seq\":0}]}",
-		false, p1[1]);
-	cb = push_child(&SC_A2, "fine-id", false, p2[1]);
-	await_pending(2);
-	vs_wlock_release(&hold.wlock);
-	read_report(p1[0], &a);
-	read_report(p2[0], &b);
-	ck_assert_int_eq(exit_code(ca), 0);
-	ck_assert_int_eq(exit_code(cb), 0);
+		false, p.fd[0][1]);
+	p.pid[1] = push_child(&SC_A2, "fine-id", false, p.fd[1][1]);
+	pair_release(&p);
+	pair_collect(&p, &a, &b);
 
 	ck_assert_int_eq(a.status, 409);
 	ck_assert_msg(strstr(a.body, "\"code\":\"op_id_conflict\"") != NULL,
@@ -2669,7 +2688,7 @@ START_TEST(test_combine_refusal_stays_in_its_savepoint)
 	ck_assert_int_le(vs_wlock_durable_seq(&db.wlock),
 			 q_int("SELECT MAX(server_sequence) FROM server_ops",
 			       NULL));
-	vs_db_close(&hold);
+	vs_db_close(&p.hold);
 }
 END_TEST
 
@@ -2678,30 +2697,25 @@ END_TEST
  * slot it had taken, runs its own push and is answered. */
 START_TEST(test_combine_leader_dies)
 {
-	struct vs_db hold;
+	struct pair_run p;
 	struct child_report rep;
 	struct reply r;
 	char err[256];
-	int p1[2], p2[2], c1, c2;
-	pid_t ca, cb;
+	int c1, c2;
 	bool a_survived;
 
 	die_code = 7;
-	ck_assert_int_eq(vs_db_open(&hold, tmpdir, err, sizeof(err)), VS_DB_OK);
-	ck_assert(vs_wlock_acquire(&hold.wlock, 1000));
-	ck_assert_int_eq(pipe(p1), 0);
-	ck_assert_int_eq(pipe(p2), 0);
-	ca = push_child(&SC_A1, "die-a", true, p1[1]);
-	cb = push_child(&SC_A2, "die-b", true, p2[1]);
-	await_pending(2);
-	vs_wlock_release(&hold.wlock);
-	c1 = exit_code(ca);
-	c2 = exit_code(cb);
+	pair_hold(&p);
+	p.pid[0] = push_child(&SC_A1, "die-a", true, p.fd[0][1]);
+	p.pid[1] = push_child(&SC_A2, "die-b", true, p.fd[1][1]);
+	pair_release(&p);
+	c1 = exit_code(p.pid[0]);
+	c2 = exit_code(p.pid[1]);
 	/* Exactly one led a batch holding the other's push, and died. */
 	ck_assert_msg((c1 == 7 && c2 == 0) || (c1 == 0 && c2 == 7),
 		      "exit codes %d %d", c1, c2);
 	a_survived = c1 == 0;
-	read_report(a_survived ? p1[0] : p2[0], &rep);
+	read_report(a_survived ? p.fd[0][0] : p.fd[1][0], &rep);
 	ck_assert_int_eq(rep.status, 200);
 	ck_assert_uint_eq(rep.answered_by_others, 0);
 	ck_assert_uint_eq(rep.led, 1);
@@ -2714,7 +2728,7 @@ START_TEST(test_combine_leader_dies)
 	ck_assert_int_eq(r.status, 200);
 	reply_free(&r);
 	ck_assert_int_eq(vs_combine_pending(&db.combine), 0);
-	vs_db_close(&hold);
+	vs_db_close(&p.hold);
 
 	/* Neither dead process keeps its slot: the leader left its own
 	 * taken, under its own pid. Every slot but ours can be claimed. */
