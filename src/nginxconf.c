@@ -92,6 +92,9 @@ static const struct ngx_err blob_errors[] = {
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 /* Where error_page sends nginx's own errors (internal: 404 to clients). */
 #define ERR_PREFIX "/_verstak_error/"
+/* nginx's body timeout on the upload location: this much after the
+ * workers' stall limit, so the worker's 408 always comes first. */
+#define UPLOAD_NGINX_GRACE_S 15
 
 /* A byte that would end or change the meaning of an nginx token: quotes,
  * statement and block delimiters, variables ($), comments (#), escapes,
@@ -135,7 +138,8 @@ static bool
 params_ok(const struct vs_nginx_params *p)
 {
 	return p != NULL && conf_path_ok(p->run_dir) &&
-	       conf_path_ok(p->fcgi_socket) && conf_path_ok(p->static_dir) &&
+	       conf_path_ok(p->fcgi_socket) && conf_path_ok(p->upload_socket) &&
+	       conf_path_ok(p->static_dir) && p->upload_stall_seconds >= 1 &&
 	       conf_path_ok(p->blobs_dir) && conf_listen_ok(p->listen) &&
 	       p->max_body_bytes > 0;
 }
@@ -379,22 +383,48 @@ emit_static_locations(struct vs_buf *b, const struct vs_nginx_params *p)
 		       "        }\n\n");
 }
 
-/* Blob uploads: the same pass-through as everything else, but an
- * over-cap body gets the contract's blob_too_large answer, and bodies
- * up to 2 MiB stay in nginx's memory: writing a small blob to nginx's
- * temp file and reading it back cost a quarter of the upload rate.
- * Larger bodies go to run/tmp/client_body, inside the data directory
- * like blobs/, so they stay on that disk. */
+/*
+ * Blob uploads go to their own pool of workers (stack.h), and nginx
+ * streams the body to the worker as it arrives instead of buffering it
+ * whole first (fastcgi_request_buffering off):
+ *  - a stalled upload can then be answered: the worker reads with a
+ *    progress deadline (worker.c) and sends 408 request_timeout; nginx's
+ *    own body timeout would only close the connection (DEFECTS D25), so
+ *    it is set later than the worker's;
+ *  - a slow client holds an upload worker, never a sync worker;
+ *  - nginx writes no temp file and holds at most one buffer per upload.
+ * An over-cap body still gets the contract's blob_too_large from nginx.
+ */
+static void
+emit_upload_location(struct vs_buf *b, const struct vs_nginx_params *p)
+{
+	vs_buf_printf(b,
+		"        # Blob uploads: the upload pool, body streamed as it arrives;\n"
+		"        # the worker answers a stall after %d s with 408, so nginx's\n"
+		"        # own timeout (which only closes the connection) comes later.\n"
+		"        location = /api/v1/blobs/ {\n"
+		"            fastcgi_pass unix:%s;\n"
+		"            fastcgi_request_buffering off;\n"
+		"            client_body_buffer_size 256k;\n"
+		"            client_body_timeout %ds;\n",
+		p->upload_stall_seconds, p->upload_socket,
+		p->upload_stall_seconds + UPLOAD_NGINX_GRACE_S);
+	emit_error_pages(b, "            ", generic_errors,
+			 N_ELEMS(generic_errors), 413);
+	vs_buf_printf(b, "            error_page 413 " ERR_PREFIX "%s;\n"
+		       "        }\n\n", blob_upload_413.name);
+}
+
+/* Blob downloads' checks (GET /api/v1/blobs/<sha256>): short requests
+ * for the worker pool; an over-cap body is blob_too_large here too. */
 static void
 emit_blob_api_location(struct vs_buf *b, const struct vs_nginx_params *p)
 {
 	vs_buf_printf(b,
-		"        # Blob upload/download API: error_page here replaces the\n"
+		"        # Blob download checks: error_page here replaces the\n"
 		"        # inherited list, so it is repeated with 413 changed.\n"
 		"        location /api/v1/blobs/ {\n"
-		"            fastcgi_pass unix:%s;\n"
-		"            # small blobs (up to 2 MiB) are not written to a temp file\n"
-		"            client_body_buffer_size 2m;\n", p->fcgi_socket);
+		"            fastcgi_pass unix:%s;\n", p->fcgi_socket);
 	emit_error_pages(b, "            ", generic_errors,
 			 N_ELEMS(generic_errors), 413);
 	vs_buf_printf(b, "            error_page 413 " ERR_PREFIX "%s;\n"
@@ -436,6 +466,7 @@ emit_server(struct vs_buf *b, const struct vs_nginx_params *p)
 	vs_buf_puts(b, "\n");
 	emit_fastcgi_params(b);
 	emit_app_location(b, p);
+	emit_upload_location(b, p);
 	emit_blob_api_location(b, p);
 	emit_static_locations(b, p);
 	emit_blob_location(b, p);

@@ -14,9 +14,10 @@ vs_options_usage(FILE *f)
 {
 	fputs(
 "usage: verstak-sync-server [--data DIR] [--listen ADDR:PORT | --port PORT]\n"
-"                           [--workers N] [--admin-user NAME PASSWORD-SOURCE]\n"
+"                           [--workers N] [--upload-workers N]\n"
+"                           [--admin-user NAME PASSWORD-SOURCE]\n"
 "       verstak-sync-server --admin-user NAME PASSWORD-SOURCE --init-admin [--data DIR]\n"
-"       verstak-sync-server --fcgi-worker --data DIR\n"
+"       verstak-sync-server --fcgi-worker [--upload-pool] --data DIR\n"
 "       verstak-sync-server migrate --data DIR\n"
 "       verstak-sync-server user add|confirm|block|unblock|list|delete --data DIR ...\n"
 "       verstak-sync-server gc --data DIR [--grace-hours N]\n"
@@ -26,7 +27,8 @@ vs_options_usage(FILE *f)
 "\n"
 "Without a subcommand it runs the local stack: a private nginx on ADDR:PORT\n"
 "(default 127.0.0.1:47732, or VERSTAK_LISTEN, or listen/port in config.yml)\n"
-"in front of a supervised pool of N FastCGI workers (default: two per core).\n"
+"in front of a supervised pool of N FastCGI workers (default: two per core)\n"
+"and a second pool for blob uploads (default: four per core).\n"
 "Started by spawn-fcgi or multiwatch with a listening socket on standard\n"
 "input, it runs as one FastCGI worker instead.\n"
 "\n"
@@ -34,6 +36,7 @@ vs_options_usage(FILE *f)
 "  --listen ADDR:PORT     listen address (not written to config.yml)\n"
 "  --port PORT            deprecated: listen on 127.0.0.1:PORT\n"
 "  --workers N            number of FastCGI workers\n"
+"  --upload-workers N     number of FastCGI workers for blob uploads\n"
 "  --admin-user NAME      create or replace this administrator, then start\n"
 "  --admin-pass PASSWORD  the administrator's password (visible in ps: prefer\n"
 "                         --admin-pass-file or --admin-pass-stdin)\n"
@@ -44,7 +47,8 @@ vs_options_usage(FILE *f)
 "\n"
 "Environment: VERSTAK_LISTEN, VERSTAK_PUBLIC_URL, VERSTAK_TRUSTED_PROXIES,\n"
 "VERSTAK_BOOTSTRAP_ADMIN_USER, VERSTAK_BOOTSTRAP_ADMIN_PASSWORD,\n"
-"VERSTAK_REQUIRE_ADMIN.\n", f);
+"VERSTAK_REQUIRE_ADMIN, VERSTAK_UPLOAD_STALL_SECONDS (default 60: an upload\n"
+"that sends nothing for this long is answered 408).\n", f);
 }
 
 static bool
@@ -121,6 +125,8 @@ vs_options_parse(int argc, char **argv, struct vs_options *o, char *err,
 			return true;
 		} else if (strcmp(a, "--fcgi-worker") == 0) {
 			o->mode = VS_MODE_WORKER;
+		} else if (strcmp(a, "--upload-pool") == 0) {
+			o->upload_pool = true;
 		} else if (strcmp(a, "--admin-pass-stdin") == 0) {
 			o->admin_pass_stdin = true;
 			sources++;
@@ -152,6 +158,13 @@ vs_options_parse(int argc, char **argv, struct vs_options *o, char *err,
 				return false;
 			if (!parse_int(v, 1, 256, &o->workers)) {
 				snprintf(err, errlen, "--workers wants a number from 1 to 256");
+				return false;
+			}
+		} else if (strcmp(a, "--upload-workers") == 0) {
+			if ((v = need_value(argc, argv, &i, err, errlen)) == NULL)
+				return false;
+			if (!parse_int(v, 1, 256, &o->upload_workers)) {
+				snprintf(err, errlen, "--upload-workers wants a number from 1 to 256");
 				return false;
 			}
 		} else if (strcmp(a, "--admin-user") == 0) {
@@ -186,6 +199,10 @@ vs_options_parse(int argc, char **argv, struct vs_options *o, char *err,
 	if (o->init_admin && o->admin_user == NULL &&
 	    getenv("VERSTAK_BOOTSTRAP_ADMIN_PASSWORD") == NULL) {
 		snprintf(err, errlen, "--init-admin needs --admin-user and a password source");
+		return false;
+	}
+	if (o->upload_pool && o->mode != VS_MODE_WORKER) {
+		snprintf(err, errlen, "--upload-pool goes with --fcgi-worker");
 		return false;
 	}
 	if (o->admin_user != NULL && o->admin_user[0] == '\0') {

@@ -27,6 +27,8 @@ struct vs_options {
 	const char *listen;          /* --listen */
 	int port;                    /* --port, 0 = not given */
 	int workers;                 /* 0 = number of cores */
+	int upload_workers;          /* 0 = default_upload_workers() */
+	bool upload_pool;            /* a worker of the upload pool */
 	const char *admin_user;
 	const char *admin_pass;      /* --admin-pass (argv) */
 	const char *admin_pass_file;

@@ -1,10 +1,14 @@
 /*
  * stack.c - see stack.h. The local-stack supervisor: a private nginx in
- * front of a pool of FastCGI workers sharing one listening unix socket.
+ * front of two pools of FastCGI workers, each sharing one listening unix
+ * socket: the worker pool for every route, and the upload pool for blob
+ * uploads (whose bodies nginx streams as they arrive, so a slow client
+ * holds an upload worker, never a sync worker).
  *
- * Owns: <data>/run/ (nginx.conf, pid, logs, temp dirs, fcgi.sock), the
- * listening socket (kept open here so a replacement worker inherits the
- * very same queue), the worker and nginx child processes, their
+ * Owns: <data>/run/ (nginx.conf, pid, logs, temp dirs, fcgi.sock,
+ * fcgi-upload.sock), the listening sockets (kept open here so a
+ * replacement worker inherits the very same queue), the worker and nginx
+ * child processes, their
  * replacement when they die, and the ordered stop: nginx drains first,
  * then the workers finish their request, then mail senders the workers
  * detached (adopted here as subreaper) get a short grace, and
@@ -71,16 +75,21 @@ static const char *const temp_dirs[] = {
 struct stack {
 	const struct vs_stack_opts *o;
 	char *run_dir, *sock_path, *conf_path, *err_path, *pid_path;
+	char *upload_sock_path;
 	char *blobs_dir;
 	char listen[300];        /* "host:port" or "[v6]:port" */
 	char started_env[32];    /* VERSTAK_STARTED_AT value */
-	int listen_fd;
+	int listen_fd;           /* the worker pool's socket */
+	int upload_fd;           /* the upload pool's socket */
 	int lock_fd;             /* flock on run/stack.lock while we run */
 	bool locked;
 	pid_t self;
-	pid_t *workers;          /* slot = 0: empty, to be respawned */
+	/* slots 0..workers-1: the worker pool; then the upload pool.
+	 * slot = 0: empty, to be respawned */
+	pid_t *workers;
 	pid_t nginx;             /* 0: not running */
 	char **worker_argv;      /* prepared before any fork */
+	char **upload_argv;      /* the same with --upload-pool */
 	char *wrapper_copy;      /* storage of the split wrapper words */
 	/* worker respawn limiter */
 	long long window_start, hold_until;
@@ -137,8 +146,13 @@ opts_ok(const struct vs_stack_opts *o)
 		vs_log_error("stack: invalid listen address");
 		return false;
 	}
-	if (o->workers < 1 || o->workers > 4096) {
-		vs_log_error("stack: worker count must be between 1 and 4096");
+	if (o->workers < 1 || o->workers > 4096 || o->upload_workers < 1 ||
+	    o->upload_workers > 4096) {
+		vs_log_error("stack: worker counts must be between 1 and 4096");
+		return false;
+	}
+	if (o->upload_stall_seconds < 1) {
+		vs_log_error("stack: the upload stall limit must be positive");
 		return false;
 	}
 	if (o->nginx_path == NULL || o->static_dir == NULL ||
@@ -167,14 +181,18 @@ make_paths(struct stack *s)
 	if (s->run_dir == NULL || s->blobs_dir == NULL)
 		return false;
 	s->sock_path = vs_path_join(s->run_dir, "fcgi.sock");
+	s->upload_sock_path = vs_path_join(s->run_dir, "fcgi-upload.sock");
 	s->conf_path = vs_path_join(s->run_dir, "nginx.conf");
 	s->err_path = vs_path_join(s->run_dir, "error.log");
 	s->pid_path = vs_path_join(s->run_dir, "nginx.pid");
-	return s->sock_path != NULL && s->conf_path != NULL &&
+	return s->sock_path != NULL && s->upload_sock_path != NULL &&
+	       s->conf_path != NULL &&
 	       s->err_path != NULL && s->pid_path != NULL;
 }
 
-/* argv for a worker: [wrapper words...] self_exe --fcgi-worker --data DIR */
+/* argv for a worker: [wrapper words...] self_exe --fcgi-worker --data DIR;
+ * an upload worker's also says --upload-pool (its log tag, and what ps
+ * shows). */
 static bool
 make_worker_argv(struct stack *s)
 {
@@ -191,7 +209,8 @@ make_worker_argv(struct stack *s)
 				words++;
 	}
 	s->worker_argv = calloc(words + 5, sizeof(char *));
-	if (s->worker_argv == NULL)
+	s->upload_argv = calloc(words + 6, sizeof(char *));
+	if (s->worker_argv == NULL || s->upload_argv == NULL)
 		return false;
 	if (s->wrapper_copy != NULL)
 		for (tok = strtok_r(s->wrapper_copy, " ", &save); tok != NULL;
@@ -202,6 +221,9 @@ make_worker_argv(struct stack *s)
 	s->worker_argv[n++] = (char *)"--data";
 	s->worker_argv[n++] = (char *)s->o->data_dir;
 	s->worker_argv[n] = NULL;
+	memcpy(s->upload_argv, s->worker_argv, n * sizeof(char *));
+	s->upload_argv[n] = (char *)"--upload-pool";
+	s->upload_argv[n + 1] = NULL;
 	return true;
 }
 
@@ -243,7 +265,10 @@ write_nginx_conf(struct stack *s)
 {
 	struct vs_nginx_params p = {
 		.run_dir = s->run_dir, .listen = s->listen,
-		.fcgi_socket = s->sock_path, .static_dir = s->o->static_dir,
+		.fcgi_socket = s->sock_path,
+		.upload_socket = s->upload_sock_path,
+		.upload_stall_seconds = s->o->upload_stall_seconds,
+		.static_dir = s->o->static_dir,
 		.blobs_dir = s->blobs_dir, .max_body_bytes = s->o->max_body_bytes,
 		.worker_processes = nginx_worker_processes(),
 	};
@@ -374,37 +399,37 @@ clear_stale_socket(const char *path)
 	return true;
 }
 
-/* The socket is created here, once, and survives every worker: a
+/* A pool's socket is created here, once, and survives every worker: a
  * replacement worker inherits the same queue, so no connection waiting in
  * the backlog is lost when a worker dies. Mode 0600: only this account
  * (and so the private nginx) may connect. */
 static bool
-open_fcgi_socket(struct stack *s)
+open_fcgi_socket(const char *path, int *fdp)
 {
 	struct sockaddr_un sa;
 	mode_t old;
 	int rc;
 
-	if (!sock_addr(s->sock_path, &sa))
+	if (!sock_addr(path, &sa))
 		return false;
-	s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s->listen_fd < 0) {
+	*fdp = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*fdp < 0) {
 		vs_log_error("socket: %s", strerror(errno));
 		return false;
 	}
 	old = umask(0177);
-	rc = bind(s->listen_fd, (struct sockaddr *)&sa, sizeof(sa));
+	rc = bind(*fdp, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old);
 	if (rc != 0) {
-		vs_log_error("bind %s: %s", s->sock_path, strerror(errno));
+		vs_log_error("bind %s: %s", path, strerror(errno));
 		return false;
 	}
-	if (chmod(s->sock_path, 0600) != 0) {
-		vs_log_error("chmod %s: %s", s->sock_path, strerror(errno));
+	if (chmod(path, 0600) != 0) {
+		vs_log_error("chmod %s: %s", path, strerror(errno));
 		return false;
 	}
-	if (listen(s->listen_fd, FCGI_BACKLOG) != 0) {
-		vs_log_error("listen %s: %s", s->sock_path, strerror(errno));
+	if (listen(*fdp, FCGI_BACKLOG) != 0) {
+		vs_log_error("listen %s: %s", path, strerror(errno));
 		return false;
 	}
 	return true;
@@ -645,9 +670,18 @@ child_setup(const struct stack *s)
 	(void)sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-static pid_t
-spawn_worker(struct stack *s)
+static int
+n_slots(const struct stack *s)
 {
+	return s->o->workers + s->o->upload_workers;
+}
+
+static pid_t
+spawn_worker(struct stack *s, int slot)
+{
+	bool upload = slot >= s->o->workers;
+	int fd = upload ? s->upload_fd : s->listen_fd;
+	char **argv = upload ? s->upload_argv : s->worker_argv;
 	pid_t pid = fork();
 
 	if (pid < 0) {
@@ -662,7 +696,7 @@ spawn_worker(struct stack *s)
 	}
 	child_setup(s);
 	/* The FastCGI convention: the listening socket is fd 0. */
-	if (dup2(s->listen_fd, 0) < 0 || fcntl(0, F_SETFD, 0) != 0) {
+	if (dup2(fd, 0) < 0 || fcntl(0, F_SETFD, 0) != 0) {
 		vs_log_error("worker: dup2: %s", strerror(errno));
 		_exit(127);
 	}
@@ -670,10 +704,10 @@ spawn_worker(struct stack *s)
 	if (setenv("VERSTAK_STARTED_AT", s->started_env, 1) != 0)
 		_exit(127);
 	if (s->o->worker_wrapper != NULL)
-		execvp(s->worker_argv[0], s->worker_argv);
+		execvp(argv[0], argv);
 	else
-		execv(s->worker_argv[0], s->worker_argv);
-	vs_log_error("cannot execute %s: %s", s->worker_argv[0], strerror(errno));
+		execv(argv[0], argv);
+	vs_log_error("cannot execute %s: %s", argv[0], strerror(errno));
 	_exit(127);
 }
 
@@ -871,7 +905,7 @@ wait_signal(const struct stack *s, long long timeout_ms)
 static int
 worker_slot(const struct stack *s, pid_t pid)
 {
-	for (int i = 0; s->workers != NULL && i < s->o->workers; i++)
+	for (int i = 0; s->workers != NULL && i < n_slots(s); i++)
 		if (s->workers[i] == pid)
 			return i;
 	return -1;
@@ -971,12 +1005,12 @@ respawn_workers(struct stack *s)
 	long long now = now_ms();
 	pid_t pid;
 
-	for (int i = 0; i < s->o->workers && !s->stopping; i++) {
+	for (int i = 0; i < n_slots(s) && !s->stopping; i++) {
 		if (s->workers[i] != 0)
 			continue;
 		if (!respawn_allowed(s, now))
 			return;
-		pid = spawn_worker(s);
+		pid = spawn_worker(s, i);
 		if (pid > 0) {
 			s->workers[i] = pid;
 			vs_log_info("worker %d started", (int)pid);
@@ -1003,7 +1037,7 @@ next_timeout(const struct stack *s)
 {
 	long long now = now_ms(), t = -1;
 
-	for (int i = 0; i < s->o->workers; i++) {
+	for (int i = 0; i < n_slots(s); i++) {
 		if (s->workers[i] == 0) {
 			long long due = s->hold_until > now ? s->hold_until :
 				s->window_start + RESPAWN_WINDOW_MS;
@@ -1026,7 +1060,7 @@ next_timeout(const struct stack *s)
 static bool
 workers_alive(const struct stack *s)
 {
-	for (int i = 0; s->workers != NULL && i < s->o->workers; i++)
+	for (int i = 0; s->workers != NULL && i < n_slots(s); i++)
 		if (s->workers[i] > 0)
 			return true;
 	return false;
@@ -1068,7 +1102,7 @@ wait_until_gone(struct stack *s, bool (*alive)(const struct stack *),
 static void
 signal_workers(const struct stack *s, int sig)
 {
-	for (int i = 0; s->workers != NULL && i < s->o->workers; i++) {
+	for (int i = 0; s->workers != NULL && i < n_slots(s); i++) {
 		pid_t pid = s->workers[i];
 
 		if (pid <= 0)
@@ -1224,7 +1258,7 @@ stop_all(struct stack *s)
 		}
 	}
 	if (workers_alive(s)) {
-		vs_log_info("stopping %d workers", s->o->workers);
+		vs_log_info("stopping %d workers", n_slots(s));
 		signal_workers(s, SIGTERM);
 		if (!wait_until_gone(s, workers_alive, STOP_GRACE_MS)) {
 			vs_log_warn("workers did not stop in time; killing them");
@@ -1307,7 +1341,8 @@ static bool
 announce(const struct stack *s)
 {
 	if (printf("verstak-sync-server listening on http://%s (%d workers, "
-		   "data %s)\n", s->listen, s->o->workers, s->o->data_dir) < 0 ||
+		   "%d upload workers, data %s)\n", s->listen, s->o->workers,
+		   s->o->upload_workers, s->o->data_dir) < 0 ||
 	    fflush(stdout) != 0) {
 		vs_log_warn("cannot write the start-up line to stdout: %s",
 			    strerror(errno));
@@ -1340,8 +1375,8 @@ supervise(struct stack *s)
 static bool
 start_workers(struct stack *s)
 {
-	for (int i = 0; i < s->o->workers; i++) {
-		pid_t pid = spawn_worker(s);
+	for (int i = 0; i < n_slots(s); i++) {
+		pid_t pid = spawn_worker(s, i);
 		if (pid < 0)
 			return false;
 		s->workers[i] = pid;
@@ -1361,7 +1396,7 @@ prepare(struct stack *s)
 	format_listen(s);
 	snprintf(s->started_env, sizeof(s->started_env), "%lld",
 		 (long long)time(NULL));
-	s->workers = calloc((size_t)s->o->workers, sizeof(pid_t));
+	s->workers = calloc((size_t)n_slots(s), sizeof(pid_t));
 	if (s->workers == NULL || !make_paths(s) || !make_worker_argv(s)) {
 		vs_log_error("out of memory");
 		return false;
@@ -1372,25 +1407,34 @@ prepare(struct stack *s)
 	/* The socket path must fit sun_path; the checks that another stack
 	 * owns this directory or the port come before anything in run/ is
 	 * rewritten under a running nginx. */
-	if (!sock_addr(s->sock_path, &sa) || !make_run_dirs(s) ||
+	if (!sock_addr(s->sock_path, &sa) ||
+	    !sock_addr(s->upload_sock_path, &sa) || !make_run_dirs(s) ||
 	    !take_run_lock(s))
 		return false;
 	kill_stale_nginx(s);
 	return clear_stale_socket(s->sock_path) &&
+	       clear_stale_socket(s->upload_sock_path) &&
 	       check_port_free(s) && write_nginx_conf(s) &&
-	       nginx_config_test(s) && open_fcgi_socket(s);
+	       nginx_config_test(s) &&
+	       open_fcgi_socket(s->sock_path, &s->listen_fd) &&
+	       open_fcgi_socket(s->upload_sock_path, &s->upload_fd);
+}
+
+static void
+close_socket(int fd, const char *path)
+{
+	if (fd < 0)
+		return;
+	close(fd);
+	if (path != NULL && unlink(path) != 0 && errno != ENOENT)
+		vs_log_warn("cannot remove %s: %s", path, strerror(errno));
 }
 
 static void
 cleanup(struct stack *s)
 {
-	if (s->listen_fd >= 0) {
-		close(s->listen_fd);
-		if (s->sock_path != NULL && unlink(s->sock_path) != 0 &&
-		    errno != ENOENT)
-			vs_log_warn("cannot remove %s: %s", s->sock_path,
-				    strerror(errno));
-	}
+	close_socket(s->listen_fd, s->sock_path);
+	close_socket(s->upload_fd, s->upload_sock_path);
 	/* run/ is ours only while we hold the lock: never touch the files of
 	 * another stack that refused us. */
 	if (s->locked && unlink(s->pid_path) != 0 && errno != ENOENT)
@@ -1400,18 +1444,21 @@ cleanup(struct stack *s)
 	free(s->run_dir);
 	free(s->blobs_dir);
 	free(s->sock_path);
+	free(s->upload_sock_path);
 	free(s->conf_path);
 	free(s->err_path);
 	free(s->pid_path);
 	free(s->workers);
 	free(s->worker_argv);
+	free(s->upload_argv);
 	free(s->wrapper_copy);
 }
 
 int
 vs_stack_run(const struct vs_stack_opts *o)
 {
-	struct stack s = { .o = o, .listen_fd = -1, .lock_fd = -1,
+	struct stack s = { .o = o, .listen_fd = -1, .upload_fd = -1,
+			   .lock_fd = -1,
 			   .hold_ms = HOLD_MIN_MS,
 			   .nginx_backoff_ms = HOLD_MIN_MS };
 	bool stop = false, ok = false;
@@ -1426,8 +1473,9 @@ vs_stack_run(const struct vs_stack_opts *o)
 		mark = file_size(s.err_path);
 		if (start_nginx(&s) && wait_nginx_ready(&s, mark, &stop)) {
 			ok = s.up = true;
-			vs_log_info("nginx %d and %d workers running", (int)s.nginx,
-				    o->workers);
+			vs_log_info("nginx %d, %d workers and %d upload workers "
+				    "running", (int)s.nginx, o->workers,
+				    o->upload_workers);
 			(void)announce(&s);
 			supervise(&s);
 		}

@@ -1,8 +1,9 @@
 /*
- * stack.h - the local stack: a private nginx in front of a supervised
- * pool of FastCGI workers, all under <data>/run/, no root needed.
+ * stack.h - the local stack: a private nginx in front of two supervised
+ * pools of FastCGI workers (every route; blob uploads), all under
+ * <data>/run/, no root needed.
  *
- * Owns: the run directory, the listening unix socket the workers share,
+ * Owns: the run directory, the listening unix sockets each pool shares,
  * spawning workers (this binary re-executed with --fcgi-worker and the
  * socket on fd 0), replacing a worker that dies, starting nginx with a
  * generated configuration, and the graceful stop on SIGINT/SIGTERM that
@@ -21,7 +22,9 @@ struct vs_stack_opts {
 	const char *data_dir;     /* absolute path */
 	const char *listen_host;  /* e.g. "127.0.0.1" or "::1" */
 	int listen_port;
-	int workers;              /* >= 1 */
+	int workers;              /* >= 1: every route */
+	int upload_workers;       /* >= 1: blob uploads (streamed bodies) */
+	int upload_stall_seconds; /* the workers' body deadline (worker.h) */
 	const char *nginx_path;   /* nginx binary */
 	const char *static_dir;   /* static assets served by nginx */
 	long long max_body_bytes; /* client_max_body_size */

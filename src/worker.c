@@ -19,6 +19,8 @@
 
 #include <errno.h>
 #include <fastcgi.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <fcgiapp.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -222,6 +224,45 @@ fits_records(const struct vs_buf *head, const struct vs_buf *body)
  * round trip for nginx. The stream is marked closed so FCGX_Finish_r
  * writes nothing more; it then has no descriptor left to close.
  */
+#define STALL_DEFAULT_S 60
+#define STALL_MAX_S 3600
+
+int
+vs_worker_stall_seconds(void)
+{
+	const char *v = getenv("VERSTAK_UPLOAD_STALL_SECONDS");
+	char *end;
+	long n;
+
+	if (v == NULL || *v == '\0')
+		return STALL_DEFAULT_S;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < 1 || n > STALL_MAX_S)
+		return STALL_DEFAULT_S;
+	return (int)n;
+}
+
+/*
+ * The progress deadline (D25). nginx streams an upload's body to the
+ * upload pool as the client sends it (nginxconf.c), so a client that
+ * stops sending leaves this worker blocked in read. With a receive
+ * timeout on the connection the read fails after `seconds` without a
+ * byte; libfcgi then marks the input stream broken (every later read
+ * ends at once), blobs.c answers 408 request_timeout and removes its
+ * temp file, and nginx passes the answer on. Bodies nginx buffered
+ * arrive at once, so for them the limit never fires.
+ */
+static void
+set_stall_limit(int fd, int seconds)
+{
+	struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0)
+		vs_log_warn("cannot set the body read deadline: %s",
+			    strerror(errno));
+}
+
 static bool
 can_finish_fast(FCGX_Request *freq)
 {
@@ -305,7 +346,7 @@ serve_one(struct vs_app *app, FCGX_Request *freq, struct vs_response *res,
 }
 
 int
-vs_worker_run(const char *data_dir)
+vs_worker_run(const char *data_dir, bool upload_pool)
 {
 	struct vs_app app;
 	FCGX_Request freq;
@@ -314,8 +355,9 @@ vs_worker_run(const char *data_dir)
 	sigset_t stopset;
 	char err[512];
 	volatile int status = 0;
+	int stall_s = vs_worker_stall_seconds();
 
-	vs_log_set_tag("verstak-worker");
+	vs_log_set_tag(upload_pool ? "verstak-upload" : "verstak-worker");
 	if (!install_signals(&stopset)) {
 		vs_log_error("cannot install signal handlers: %s", strerror(errno));
 		return 1;
@@ -377,6 +419,7 @@ vs_worker_run(const char *data_dir)
 			status = 1;
 			break;
 		}
+		set_stall_limit(freq.ipcFd, stall_s);
 		serve_one(&app, &freq, &res, &out);
 		FCGX_Finish_r(&freq);
 		/* The answer is out: upkeep here delays no client (D14). */

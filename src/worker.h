@@ -11,7 +11,18 @@
 #ifndef VS_WORKER_H
 #define VS_WORKER_H
 
-/* Runs until stopped; returns a process exit status. */
-int vs_worker_run(const char *data_dir);
+#include <stdbool.h>
+
+/* The progress deadline of a request body, in seconds: a read from
+ * nginx that brings no byte for this long fails, and an upload answers
+ * 408 request_timeout (DEFECTS D25). 60, or VERSTAK_UPLOAD_STALL_SECONDS
+ * (1-3600; tests use a few seconds). The local stack reads it too, to
+ * set nginx's own body timeout after it. */
+int vs_worker_stall_seconds(void);
+
+/* Runs until stopped; returns a process exit status. upload_pool only
+ * changes the log tag: every worker serves every route, the pools differ
+ * in what nginx sends them. */
+int vs_worker_run(const char *data_dir, bool upload_pool);
 
 #endif

@@ -145,11 +145,13 @@ class Response:
 class Stack:
     """One running local stack."""
 
-    def __init__(self, data_dir=None, workers=2, args=(), env=None, port=None):
+    def __init__(self, data_dir=None, workers=2, args=(), env=None, port=None,
+                 upload_workers=2):
         self.tmp = tempfile.mkdtemp(prefix="vs-it-")
         self.data = data_dir or os.path.join(self.tmp, "data")
         self.port = port or free_port()
         self.workers = workers
+        self.upload_workers = upload_workers
         self.args = list(args)
         self.env = dict(os.environ)
         self.env.update(env or {})
@@ -158,7 +160,8 @@ class Stack:
 
     def command(self):
         return [BINARY, "--data", self.data, "--listen",
-                f"127.0.0.1:{self.port}", "--workers", str(self.workers)] + self.args
+                f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                "--upload-workers", str(self.upload_workers)] + self.args
 
     def start(self, timeout=30):
         self.log = open(os.path.join(self.tmp, "stack.log"), "w+")
@@ -221,8 +224,14 @@ class Stack:
         return self.request("POST", path, body=body, **kw)
 
     def worker_pids(self):
+        """The worker pool (every route but uploads)."""
         return sorted(pid for pid, cmd in children_of(self.proc.pid)
-                      if "--fcgi-worker" in cmd)
+                      if "--fcgi-worker" in cmd and "--upload-pool" not in cmd)
+
+    def upload_pids(self):
+        """The upload pool (POST /api/v1/blobs/)."""
+        return sorted(pid for pid, cmd in children_of(self.proc.pid)
+                      if "--fcgi-worker" in cmd and "--upload-pool" in cmd)
 
     def nginx_pids(self):
         return sorted(pid for pid, cmd in children_of(self.proc.pid)

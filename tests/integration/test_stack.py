@@ -223,13 +223,49 @@ def test_worker_killed_is_replaced_without_failures():
         assert "replac" in log, log
 
 
+def test_upload_pool_is_its_own_and_replaced_in_place():
+    """The upload pool listens on its own socket (nginx sends it
+    POST /api/v1/blobs/ only); a killed upload worker is replaced by an
+    upload worker, and the worker pool keeps its size."""
+    import http.client
+    with Stack(workers=2, upload_workers=3) as s:
+        run = os.path.join(s.data, "run")
+        assert stat.S_ISSOCK(os.stat(os.path.join(run, "fcgi-upload.sock")).st_mode)
+        assert stat.S_IMODE(os.stat(os.path.join(run, "fcgi-upload.sock")).st_mode) == 0o600
+        with open(os.path.join(run, "nginx.conf")) as f:
+            conf = f.read()
+        loc = conf.split("location = /api/v1/blobs/ {", 1)[1].split("}", 1)[0]
+        assert "fcgi-upload.sock;" in loc and "fastcgi_request_buffering off;" in loc
+        ups, ws = s.upload_pids(), s.worker_pids()
+        assert len(ups) == 3 and len(ws) == 2, (ups, ws)
+        os.kill(ups[0], signal.SIGKILL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            now = s.upload_pids()
+            if len(now) == 3 and ups[0] not in now:
+                break
+            time.sleep(0.02)
+        assert len(s.upload_pids()) == 3 and ups[0] not in s.upload_pids()
+        assert s.worker_pids() == ws
+        # the pool still answers: a request without a token is refused by
+        # a worker (JSON), not by nginx
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+        conn.request("POST", "/api/v1/blobs/", body=b"x",
+                     headers={"Content-Type": "multipart/form-data; boundary=b"})
+        r = conn.getresponse()
+        assert r.status == 401 and b'"code"' in r.read()
+        conn.close()
+    assert "--upload-workers wants" in run_cli(["--upload-workers", "0"]).stderr
+    assert "--upload-pool goes with --fcgi-worker" in run_cli(["--upload-pool"]).stderr
+
+
 def test_sigterm_leaves_no_process():
     s = Stack(workers=2)
     try:
         s.start()
-        workers = s.worker_pids()
+        workers = s.worker_pids() + s.upload_pids()
         nginx = s.nginx_pids()
-        assert workers and nginx
+        assert s.worker_pids() and s.upload_pids() and nginx
         assert s.get("/livez").status == 200
         rc = s.stop(signal.SIGTERM)
         assert rc == 0, (rc, s.stderr())

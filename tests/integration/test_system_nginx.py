@@ -2,7 +2,8 @@
 for real: the file as shipped, with only its host-specific lines pointed
 at a temporary directory (listen ports, certificate, socket, data and
 static paths), included in an http block the way Debian's nginx.conf
-includes sites-enabled/*, in front of a spawn-fcgi + multiwatch pool.
+includes sites-enabled/*, in front of two spawn-fcgi + multiwatch pools (the
+workers and the upload workers, as the two systemd units run them).
 
 It is a hand-maintained mirror of the configuration the binary generates
 for its local stack (src/nginxconf.c), so everything the local stack's
@@ -42,9 +43,11 @@ class SystemStack:
         self.tmp = tempfile.mkdtemp(prefix="vs-sysnginx-")
         self.data = os.path.join(self.tmp, "data")
         self.sock = os.path.join(self.tmp, "fcgi.sock")
+        self.upload_sock = os.path.join(self.tmp, "fcgi-upload.sock")
         self.http_port = free_port()
         self.https_port = free_port()
         self.pool = None
+        self.upload_pool = None
         self.nginx = None
 
     def _site(self):
@@ -59,6 +62,7 @@ class SystemStack:
             (r"/etc/letsencrypt/live/sync\.example\.org/privkey\.pem",
              os.path.join(self.tmp, "key.pem")),
             (r"/run/verstak/fcgi\.sock", self.sock),
+            (r"/run/verstak-uploads/fcgi\.sock", self.upload_sock),
             (r"/var/lib/verstak/", self.data + "/"),
             (r"/usr/share/verstak-sync-server/static/",
              os.path.join(SRCDIR, "static") + "/"),
@@ -83,6 +87,13 @@ class SystemStack:
              find("multiwatch"), "-f", "2", "-s", "TERM", "--", BINARY,
              "--data", self.data],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # the upload pool as its unit runs it, with a short stall limit
+        self.upload_pool = subprocess.Popen(
+            [find("spawn-fcgi"), "-n", "-s", self.upload_sock, "-M", "0600", "--",
+             find("multiwatch"), "-f", "2", "-s", "TERM", "--", BINARY,
+             "--fcgi-worker", "--upload-pool", "--data", self.data],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=dict(os.environ, VERSTAK_UPLOAD_STALL_SECONDS="2"))
         with open(os.path.join(self.tmp, "site.conf"), "w") as f:
             f.write(self._site())
         t = self.tmp
@@ -147,13 +158,15 @@ class SystemStack:
             except subprocess.TimeoutExpired:
                 self.nginx.kill()
                 self.nginx.wait()
-        if self.pool is not None and self.pool.poll() is None:
-            self.pool.send_signal(signal.SIGTERM)
+        for pool in (self.pool, self.upload_pool):
+            if pool is None or pool.poll() is not None:
+                continue
+            pool.send_signal(signal.SIGTERM)
             try:
-                self.pool.wait(timeout=30)
+                pool.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.pool.kill()
-                self.pool.wait()
+                pool.kill()
+                pool.wait()
         for pid in processes_mentioning(self.tmp):
             os.kill(pid, signal.SIGKILL)
         remove_writer_queue(os.path.join(self.data, "server.db"))
@@ -166,6 +179,27 @@ def multipart(content, name="file", filename="x.bin"):
             f"filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
             ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def stalled_upload(s, authorization, body):
+    """Sends the head and half the body of an upload, then nothing."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPSConnection("127.0.0.1", s.https_port, timeout=30,
+                                       context=ctx)
+    try:
+        conn.putrequest("POST", "/api/v1/blobs/")
+        conn.putheader("Authorization", authorization)
+        conn.putheader("Content-Type",
+                       "multipart/form-data; boundary=vsSysNginxBoundary7")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders()
+        conn.send(body[:len(body) // 2])
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
 
 
 def test_system_configuration_end_to_end():
@@ -231,6 +265,14 @@ def test_system_configuration_end_to_end():
         st, _, _ = s.request("GET", "/_verstak_blobs/" + sha[:2] + "/" + sha[2:4] +
                              "/" + sha)
         assert st == 404  # internal location
+
+        # D25: an upload that stops sending is answered 408 by the upload
+        # worker (2 s here), before nginx's own body timeout would close
+        # the connection without an answer
+        st, b = stalled_upload(s, auth["Authorization"], body)
+        assert st == 408 and json.loads(b)["code"] == "request_timeout", (st, b)
+        assert not [n for n in os.listdir(os.path.join(s.data, "blobs"))
+                    if n.startswith(".upload-")]
 
         # the blob route's own body limit (max_blob_bytes + 1 MiB)
         st, _, b = s.request("POST", "/api/v1/blobs/", b"x",

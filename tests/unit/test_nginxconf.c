@@ -21,7 +21,8 @@
 #include "util.h"
 
 static char tmpdir[64];
-static char run_dir[128], sock[160], static_dir[128], blobs_dir[128];
+static char run_dir[128], sock[160], upload_sock[160], static_dir[128],
+	blobs_dir[128];
 
 static void
 setup(void)
@@ -30,6 +31,8 @@ setup(void)
 	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 	snprintf(run_dir, sizeof(run_dir), "%s/run", tmpdir);
 	snprintf(sock, sizeof(sock), "%s/run/fcgi.sock", tmpdir);
+	snprintf(upload_sock, sizeof(upload_sock), "%s/run/fcgi-upload.sock",
+		 tmpdir);
 	snprintf(static_dir, sizeof(static_dir), "%s/static", tmpdir);
 	snprintf(blobs_dir, sizeof(blobs_dir), "%s/blobs", tmpdir);
 	ck_assert(vs_mkdir_p(run_dir, 0750));
@@ -57,9 +60,10 @@ params(void)
 {
 	struct vs_nginx_params p = {
 		.run_dir = run_dir, .listen = "127.0.0.1:47732",
-		.fcgi_socket = sock, .static_dir = static_dir,
+		.fcgi_socket = sock, .upload_socket = upload_sock,
+		.static_dir = static_dir,
 		.blobs_dir = blobs_dir, .max_body_bytes = 269484032LL,
-		.worker_processes = 2,
+		.worker_processes = 2, .upload_stall_seconds = 60,
 	};
 	return p;
 }
@@ -87,7 +91,7 @@ START_TEST(test_values)
 {
 	struct vs_nginx_params p = params();
 	struct vs_buf b;
-	char want[256];
+	char want[512];
 
 	vs_buf_init(&b);
 	ck_assert(vs_nginx_render(&p, &b));
@@ -112,6 +116,15 @@ START_TEST(test_values)
 		"return 502 '{\"error\":\"service unavailable\","
 		"\"code\":\"internal_error\"}\\n'");
 	snprintf(want, sizeof(want), "fastcgi_pass unix:%s;\n", sock);
+	assert_contains(b.data, want);
+	/* uploads: the upload pool, streamed, nginx's timeout after the
+	 * worker's 60 s stall limit */
+	snprintf(want, sizeof(want),
+		 "location = /api/v1/blobs/ {\n"
+		 "            fastcgi_pass unix:%s;\n"
+		 "            fastcgi_request_buffering off;\n"
+		 "            client_body_buffer_size 256k;\n"
+		 "            client_body_timeout 75s;\n", upload_sock);
 	assert_contains(b.data, want);
 	snprintf(want, sizeof(want), "alias %s/;", static_dir);
 	assert_contains(b.data, want);
@@ -161,6 +174,9 @@ START_TEST(test_rejects_unsafe)
 		p.fcgi_socket = bad[i];
 		ck_assert_msg(!renders(&p), "socket accepted: %s", bad[i]);
 		p = params();
+		p.upload_socket = bad[i];
+		ck_assert_msg(!renders(&p), "upload socket accepted: %s", bad[i]);
+		p = params();
 		p.static_dir = bad[i];
 		ck_assert_msg(!renders(&p), "static accepted: %s", bad[i]);
 		p = params();
@@ -175,6 +191,12 @@ START_TEST(test_rejects_unsafe)
 	ck_assert(!renders(&p));
 	p = params();
 	p.fcgi_socket = NULL;
+	ck_assert(!renders(&p));
+	p = params();
+	p.upload_socket = NULL;
+	ck_assert(!renders(&p));
+	p = params();
+	p.upload_stall_seconds = 0;
 	ck_assert(!renders(&p));
 	p = params();
 	p.max_body_bytes = 0;
