@@ -17,9 +17,9 @@ measures, all in the same run:
      parsing, SHA-256, temp file, fsync, rename, directory fsync, commit;
      beside it, what the file system alone allows for the same file work
      (write 1 MiB, fsync, mkdir, rename, directory fsyncs) in as many
-     processes as there are workers;
+     processes as there are upload workers;
   3. one 64 MiB upload (curl) against `sha256sum` of the same file;
-  4. the workers' peak RSS (VmHWM) before and after a 256 MiB upload.
+  4. the upload workers' peak RSS (VmHWM) before and after a 256 MiB upload.
 Needs wrk, curl and a C compiler. Prints Markdown tables. A measurement, not a test.
 """
 import argparse
@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import harness  # noqa: E402
-from bench import worker_hwm_kib, wrk  # noqa: E402
+from bench import wrk  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -149,9 +149,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--upload-workers", type=int, default=0)
     args = ap.parse_args()
     harness.BINARY = os.path.abspath(args.binary)
-    workers = args.workers or 2 * os.cpu_count()  # the stack's default
+    workers = args.workers or 2 * os.cpu_count()  # the stack's defaults
+    upload_workers = args.upload_workers or 4 * os.cpu_count()
     c = args.connections
     tmp = tempfile.mkdtemp(prefix="vs-bench-blobs-")
     rows = []
@@ -168,7 +170,8 @@ def main():
         with open(download_lua, "w") as f:
             f.write(DOWNLOAD_LUA)
 
-        s = harness.Stack(workers=workers, env={"VERSTAK_STATIC_DIR": static})
+        s = harness.Stack(workers=workers, upload_workers=upload_workers,
+                          env={"VERSTAK_STATIC_DIR": static})
         s.start()
         token = seed(s)
         base = f"http://127.0.0.1:{s.port}"
@@ -193,7 +196,7 @@ def main():
         rows.append(("POST 1 MiB unique uploads", c, up_r,
                      f"{up_r['rps']:.0f} MiB/s"))
         fs_rate = fs_only_rate(os.path.join(os.path.dirname(s.data), "fs-only"),
-                               workers, min(args.duration, 5))
+                               upload_workers, min(args.duration, 5))
 
         big = os.path.join(tmp, "blob-64m.bin")
         random_file(big, 64 * MIB)
@@ -206,22 +209,23 @@ def main():
 
         huge = os.path.join(tmp, "blob-256m.bin")
         random_file(huge, 256 * MIB)
-        hwm_before = {pid: worker_hwm_kib_pid(pid) for pid in s.worker_pids()}
+        hwm_before = {pid: worker_hwm_kib_pid(pid) for pid in s.upload_pids()}
         t_huge = curl_upload(s, token, huge)
         growth = max(worker_hwm_kib_pid(pid) - kib for pid, kib in hwm_before.items())
         os.unlink(huge)
-        peak = worker_hwm_kib(s)
+        peak = max(worker_hwm_kib_pid(pid) for pid in s.upload_pids())
         s.cleanup()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"\n{workers} workers, {os.cpu_count()} cores, {args.duration} s per wrk run\n")
+    print(f"\n{workers} workers, {upload_workers} upload workers, {os.cpu_count()} cores, "
+          f"{args.duration} s per wrk run\n")
     print("| scenario | conns | req/s | p50 ms | p99 ms | non-2xx | note |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for name, conns, r, note in rows:
         print(f"| {name} | {conns} | {r['rps']:.0f} | {r['p50']:.2f} | "
               f"{r['p99']:.2f} | {r['non2xx']} | {note} |")
-    print(f"| (file system alone, {workers} processes: write 1 MiB, fsync, "
+    print(f"| (file system alone, {upload_workers} processes: write 1 MiB, fsync, "
           f"mkdir, rename, dir fsyncs) | | {fs_rate:.0f} | | | | files/s |")
     print()
     print("| single transfer | time s | MiB/s | note |")
