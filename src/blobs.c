@@ -18,13 +18,12 @@
  * the body over FastCGI, not its path, so the bytes must pass through
  * the worker anyway, which is where the hash is computed.
  *
- * Stalls (D25): nginx reads the whole request body before it starts the
- * FastCGI request (fastcgi_request_buffering on) and times out a client
- * that sends nothing for client_body_timeout (60 s, counted between two
- * reads, so a slow but moving upload never hits it), answering its own
- * 408 in JSON. If the worker's read of the body fails anyway (nginx
- * gave up mid-request), the answer is 408 request_timeout as well, never
- * 500, and the temp file is removed.
+ * Stalls (D25): nginx streams an upload's body to a worker of the
+ * upload pool as the client sends it (nginxconf.c), and the worker's
+ * reads carry a progress deadline (worker.c: 60 s without a byte). A
+ * read that fails, by that deadline or because nginx gave up, ends the
+ * upload with 408 request_timeout, never 500, and the temp file is
+ * removed. A slow but moving upload never hits the deadline.
  *
  * Download: the worker only checks; nginx sends the file from the
  * internal location /_verstak_blobs/ (Content-Length, Last-Modified,

@@ -95,6 +95,9 @@ static const struct ngx_err blob_errors[] = {
 /* nginx's body timeout on the upload location: this much after the
  * workers' stall limit, so the worker's 408 always comes first. */
 #define UPLOAD_NGINX_GRACE_S 15
+/* How long an upload may wait for a free upload worker (nginx's FastCGI
+ * send/read timeouts on the blob location; 60 s elsewhere). */
+#define UPLOAD_QUEUE_WAIT_S 300
 
 /* A byte that would end or change the meaning of an nginx token: quotes,
  * statement and block delimiters, variables ($), comments (#), escapes,
@@ -263,7 +266,7 @@ emit_http_settings(struct vs_buf *b, const struct vs_nginx_params *p)
 		"    send_timeout 60s;\n"
 		"    keepalive_timeout 120s;\n"
 		"    reset_timedout_connection on;\n\n");
-	vs_buf_puts(b,
+	vs_buf_printf(b,
 		"    # $vs_api: the original request is under /api/, so errors nginx\n"
 		"    # answers itself must be JSON. The request line survives internal\n"
 		"    # redirects and exists even when nginx refused it (then\n"
@@ -272,12 +275,18 @@ emit_http_settings(struct vs_buf *b, const struct vs_nginx_params *p)
 		"        \"~^[^ ]+ +(https?://[^/]*)?/api/\" 1;\n"
 		"        default 0;\n"
 		"    }\n"
+		"    # POST anywhere under /api/v1/blobs/ is an upload (API.md 3.8):\n"
+		"    # the upload pool; everything else there, the worker pool\n"
+		"    map $request_method $vs_blob_pool {\n"
+		"        POST unix:%s;\n"
+		"        default unix:%s;\n"
+		"    }\n"
 		"    # Allow header for static 405s (empty = header not sent)\n"
 		"    map $request_method $vs_static_allow {\n"
 		"        GET \"\";\n"
 		"        HEAD \"\";\n"
 		"        default \"GET, HEAD\";\n"
-		"    }\n\n");
+		"    }\n\n", p->upload_socket, p->fcgi_socket);
 }
 
 static void
@@ -384,47 +393,42 @@ emit_static_locations(struct vs_buf *b, const struct vs_nginx_params *p)
 }
 
 /*
- * Blob uploads go to their own pool of workers (stack.h), and nginx
- * streams the body to the worker as it arrives instead of buffering it
- * whole first (fastcgi_request_buffering off):
+ * The blob subtree. A POST anywhere under it is an upload (API.md 3.8),
+ * and uploads go to their own pool of workers (stack.h, chosen by the
+ * map $vs_blob_pool), with nginx streaming the body to the worker as it
+ * arrives instead of buffering it whole first (fastcgi_request_buffering
+ * off; a GET, the download check, has no body to stream):
  *  - a stalled upload can then be answered: the worker reads with a
  *    progress deadline (worker.c) and sends 408 request_timeout; nginx's
  *    own body timeout would only close the connection (DEFECTS D25), so
  *    it is set later than the worker's;
  *  - a slow client holds an upload worker, never a sync worker;
- *  - nginx writes no temp file and holds at most one buffer per upload.
+ *  - nginx writes no temp file and holds one buffer per upload.
+ * An upload that finds every upload worker busy waits in the socket's
+ * queue; the FastCGI timeouts here bound that wait (then 504).
  * An over-cap body still gets the contract's blob_too_large from nginx.
  */
-static void
-emit_upload_location(struct vs_buf *b, const struct vs_nginx_params *p)
-{
-	vs_buf_printf(b,
-		"        # Blob uploads: the upload pool, body streamed as it arrives;\n"
-		"        # the worker answers a stall after %d s with 408, so nginx's\n"
-		"        # own timeout (which only closes the connection) comes later.\n"
-		"        location = /api/v1/blobs/ {\n"
-		"            fastcgi_pass unix:%s;\n"
-		"            fastcgi_request_buffering off;\n"
-		"            client_body_buffer_size 256k;\n"
-		"            client_body_timeout %ds;\n",
-		p->upload_stall_seconds, p->upload_socket,
-		p->upload_stall_seconds + UPLOAD_NGINX_GRACE_S);
-	emit_error_pages(b, "            ", generic_errors,
-			 N_ELEMS(generic_errors), 413);
-	vs_buf_printf(b, "            error_page 413 " ERR_PREFIX "%s;\n"
-		       "        }\n\n", blob_upload_413.name);
-}
-
-/* Blob downloads' checks (GET /api/v1/blobs/<sha256>): short requests
- * for the worker pool; an over-cap body is blob_too_large here too. */
 static void
 emit_blob_api_location(struct vs_buf *b, const struct vs_nginx_params *p)
 {
 	vs_buf_printf(b,
-		"        # Blob download checks: error_page here replaces the\n"
+		"        # Blob uploads (POST) go to the upload pool with the body\n"
+		"        # streamed as it arrives; the worker answers a stall after\n"
+		"        # %d s with 408, so nginx's own body timeout (which only\n"
+		"        # closes the connection) comes later. Download checks (GET)\n"
+		"        # go to the worker pool. error_page here replaces the\n"
 		"        # inherited list, so it is repeated with 413 changed.\n"
 		"        location /api/v1/blobs/ {\n"
-		"            fastcgi_pass unix:%s;\n", p->fcgi_socket);
+		"            fastcgi_pass $vs_blob_pool;\n"
+		"            fastcgi_request_buffering off;\n"
+		"            client_body_buffer_size 256k;\n"
+		"            client_body_timeout %ds;\n"
+		"            # an upload may wait this long for a free upload worker\n"
+		"            fastcgi_send_timeout %ds;\n"
+		"            fastcgi_read_timeout %ds;\n",
+		p->upload_stall_seconds,
+		p->upload_stall_seconds + UPLOAD_NGINX_GRACE_S,
+		UPLOAD_QUEUE_WAIT_S, UPLOAD_QUEUE_WAIT_S);
 	emit_error_pages(b, "            ", generic_errors,
 			 N_ELEMS(generic_errors), 413);
 	vs_buf_printf(b, "            error_page 413 " ERR_PREFIX "%s;\n"
@@ -466,7 +470,6 @@ emit_server(struct vs_buf *b, const struct vs_nginx_params *p)
 	vs_buf_puts(b, "\n");
 	emit_fastcgi_params(b);
 	emit_app_location(b, p);
-	emit_upload_location(b, p);
 	emit_blob_api_location(b, p);
 	emit_static_locations(b, p);
 	emit_blob_location(b, p);

@@ -154,15 +154,6 @@ copy_printable(char *dst, size_t cap, const char *src)
 	dst[n] = '\0';
 }
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 enum security { SEC_NONE, SEC_STARTTLS, SEC_TLS };
 
 /* DATA.md 6: anything but "none" and "tls" means STARTTLS required. */
@@ -1114,14 +1105,14 @@ run_session(struct dialogue *d, const char *server, char *err,
 		snprintf(err, errlen, "cannot set up the SMTP session");
 		goto out;
 	}
-	t0 = mono_ms();
+	t0 = vs_mono_ms();
 	alarm(g_connect_s);
 	started = smtp_start_session(s);
 	alarm(0);
 	st = smtp_message_transfer_status(msg);
 	ok = started && st != NULL && st->code >= 200 && st->code < 300;
 	if (!ok)
-		explain(d, msg, started, (long)(mono_ms() - t0), err, errlen);
+		explain(d, msg, started, (long)(vs_mono_ms() - t0), err, errlen);
 	else if (job->user[0] != '\0' && !d->auth_ok)
 		vs_log_warn("smtp: %s:%s accepted the mail without"
 			    " authentication", job->host, job->port);
@@ -1254,7 +1245,7 @@ read_result(int fd, char *buf, size_t cap, uint64_t deadline)
 	ssize_t ret = 0;
 
 	for (;;) {
-		uint64_t now = mono_ms();
+		uint64_t now = vs_mono_ms();
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		ssize_t n;
 		int rc;
@@ -1328,7 +1319,7 @@ vs_smtp_send(const struct vs_smtp_job *job, char *err, size_t errlen)
 	}
 	(void)close(pfd[1]);
 	n = read_result(pfd[0], buf, sizeof(buf),
-			mono_ms() + (uint64_t)deadline_s * 1000u);
+			vs_mono_ms() + (uint64_t)deadline_s * 1000u);
 	(void)close(pfd[0]);
 	if (n < 0) {
 		/* D21: the whole dialogue is bounded, whatever it waits on. */

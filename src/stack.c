@@ -6,7 +6,7 @@
  * holds an upload worker, never a sync worker).
  *
  * Owns: <data>/run/ (nginx.conf, pid, logs, temp dirs, fcgi.sock,
- * fcgi-upload.sock), the listening sockets (kept open here so a
+ * upl.sock), the listening sockets (kept open here so a
  * replacement worker inherits the very same queue), the worker and nginx
  * child processes, their
  * replacement when they die, and the ordered stop: nginx drains first,
@@ -103,15 +103,6 @@ struct stack {
 	struct sigaction old_pipe;
 };
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- setup ------------------------------------------------------------ */
 
 /* fds 0-2 must be open before any socket is created: a socket landing on
@@ -181,7 +172,9 @@ make_paths(struct stack *s)
 	if (s->run_dir == NULL || s->blobs_dir == NULL)
 		return false;
 	s->sock_path = vs_path_join(s->run_dir, "fcgi.sock");
-	s->upload_sock_path = vs_path_join(s->run_dir, "fcgi-upload.sock");
+	/* No longer than "fcgi.sock": both must fit sun_path (108 bytes),
+	 * and a longer name would cut the data directory paths allowed. */
+	s->upload_sock_path = vs_path_join(s->run_dir, "upl.sock");
 	s->conf_path = vs_path_join(s->run_dir, "nginx.conf");
 	s->err_path = vs_path_join(s->run_dir, "error.log");
 	s->pid_path = vs_path_join(s->run_dir, "nginx.pid");
@@ -854,7 +847,7 @@ start_nginx(struct stack *s)
 	/* Also set here: kill(-pgid) must work even before the child ran. */
 	(void)setpgid(pid, pid);
 	s->nginx = pid;
-	s->nginx_started = now_ms();
+	s->nginx_started = vs_mono_ms();
 	return true;
 }
 
@@ -914,7 +907,7 @@ worker_slot(const struct stack *s, pid_t pid)
 static void
 nginx_died(struct stack *s, pid_t pid, const char *how)
 {
-	long long now = now_ms();
+	long long now = vs_mono_ms();
 
 	s->nginx = 0;
 	/* Its own workers may outlive a killed master: clear the group. */
@@ -1002,7 +995,7 @@ respawn_allowed(struct stack *s, long long now)
 static void
 respawn_workers(struct stack *s)
 {
-	long long now = now_ms();
+	long long now = vs_mono_ms();
 	pid_t pid;
 
 	for (int i = 0; i < n_slots(s) && !s->stopping; i++) {
@@ -1022,20 +1015,20 @@ static void
 restart_nginx_if_due(struct stack *s)
 {
 	if (s->stopping || s->nginx != 0 || s->nginx_restart_at == 0 ||
-	    now_ms() < s->nginx_restart_at)
+	    vs_mono_ms() < s->nginx_restart_at)
 		return;
 	s->nginx_restart_at = 0;
 	if (start_nginx(s))
 		vs_log_info("nginx restarted (pid %d)", (int)s->nginx);
 	else
-		s->nginx_restart_at = now_ms() + HOLD_MIN_MS;
+		s->nginx_restart_at = vs_mono_ms() + HOLD_MIN_MS;
 }
 
 /* How long the supervision loop may sleep before something is due. */
 static long long
 next_timeout(const struct stack *s)
 {
-	long long now = now_ms(), t = -1;
+	long long now = vs_mono_ms(), t = -1;
 
 	for (int i = 0; i < n_slots(s); i++) {
 		if (s->workers[i] == 0) {
@@ -1078,12 +1071,12 @@ static bool
 wait_until_gone(struct stack *s, bool (*alive)(const struct stack *),
 		long long ms)
 {
-	long long deadline = now_ms() + ms;
+	long long deadline = vs_mono_ms() + ms;
 	int sig;
 
 	reap_children(s);
 	while (alive(s)) {
-		long long left = deadline - now_ms();
+		long long left = deadline - vs_mono_ms();
 		if (left <= 0)
 			return false;
 		sig = wait_signal(s, left);
@@ -1091,7 +1084,7 @@ wait_until_gone(struct stack *s, bool (*alive)(const struct stack *),
 			reap_children(s);
 		} else if (sig == SIGINT || sig == SIGTERM) {
 			vs_log_warn("second stop signal: not waiting any longer");
-			deadline = now_ms();
+			deadline = vs_mono_ms();
 		}
 	}
 	return true;
@@ -1310,11 +1303,11 @@ restore_signals(struct stack *s)
 static bool
 wait_nginx_ready(struct stack *s, off_t log_mark, bool *stop)
 {
-	long long deadline = now_ms() + START_WAIT_MS;
+	long long deadline = vs_mono_ms() + START_WAIT_MS;
 	pid_t pid = s->nginx;
 	int sig;
 
-	while (now_ms() < deadline) {
+	while (vs_mono_ms() < deadline) {
 		reap_children(s);
 		if (s->nginx != pid) {
 			vs_log_error("nginx exited during start-up (see %s)",

@@ -35,6 +35,15 @@ vs_now_ts(char out[VS_TS_LEN])
 	vs_timestamp(time(NULL), out);
 }
 
+long long
+vs_mono_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &ts);	/* cannot fail for it */
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static bool
 parse_digits(const char **p, int n, int *out)
 {

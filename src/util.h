@@ -20,6 +20,8 @@
 #define VS_TS_LEN 21
 void vs_timestamp(time_t t, char out[VS_TS_LEN]);
 void vs_now_ts(char out[VS_TS_LEN]);
+/* Milliseconds of CLOCK_MONOTONIC: for deadlines and durations. */
+long long vs_mono_ms(void);
 /* Parses any RFC 3339 value; returns false when it is not one. */
 bool vs_parse_ts(const char *s, time_t *out);
 

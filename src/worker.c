@@ -16,13 +16,16 @@
 #include "response.h"
 #include "router.h"
 #include "template.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fastcgi.h>
+#include <fcgiapp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <fcgiapp.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -213,17 +216,6 @@ fits_records(const struct vs_buf *head, const struct vs_buf *body)
 	return (total + FCGI_MAX_CONTENT - 1) / FCGI_MAX_CONTENT <= MAX_RECORDS;
 }
 
-/*
- * libfcgi ends every connection with a lingering close: shutdown, then
- * poll and read until nginx closes its side, so that unread request
- * bytes never make the kernel reset the connection before nginx has
- * read the answer. When the request was read to its end (libfcgi saw
- * the empty FCGI_STDIN record) nothing is left unread, and when the
- * END_REQUEST went out in our own writev the answer is complete: the
- * worker closes at once and goes back to accept, instead of waiting a
- * round trip for nginx. The stream is marked closed so FCGX_Finish_r
- * writes nothing more; it then has no descriptor left to close.
- */
 #define STALL_DEFAULT_S 60
 #define STALL_MAX_S 3600
 
@@ -263,11 +255,66 @@ set_stall_limit(int fd, int seconds)
 			    strerror(errno));
 }
 
+/*
+ * libfcgi ends every connection with a lingering close: shutdown, then
+ * poll and read until nginx closes its side, so that unread request
+ * bytes never make the kernel reset the connection before nginx has
+ * read the answer. When the request was read to its end (libfcgi saw
+ * the empty FCGI_STDIN record) nothing is left unread, and when the
+ * END_REQUEST went out in our own writev the answer is complete: the
+ * worker closes at once and goes back to accept, instead of waiting a
+ * round trip for nginx. The stream is marked closed so FCGX_Finish_r
+ * writes nothing more; it then has no descriptor left to close.
+ */
 static bool
 can_finish_fast(FCGX_Request *freq)
 {
 	return !freq->keepConnection && FCGX_HasSeenEOF(freq->in) == EOF &&
 	       FCGX_GetError(freq->in) == 0;
+}
+
+/* How long an upload worker keeps reading a body it has already
+ * answered (see answer_then_linger). */
+#define LINGER_BUDGET_MS 2000
+
+/*
+ * The upload pool's end of a request whose body was not read to its
+ * end (refused before or while reading it: 401, 413, 400, 408...).
+ * nginx streams that body as the client sends it, so reading the rest
+ * first, as the worker pool does, would hold this worker for as long as
+ * a client keeps trickling bytes, and the answer with it. Instead the
+ * answer goes out at once, end-of-request records included (nginx
+ * passes an answer on while the body still comes, and then closes its
+ * side); then the worker reads and drops what is still arriving, for
+ * at most LINGER_BUDGET_MS, so that unread bytes rarely turn its close
+ * into a reset, and closes. Returns whether the answer was written.
+ */
+static bool
+answer_then_linger(FCGX_Request *freq, const struct vs_buf *head,
+		   const struct vs_buf *body)
+{
+	long long end = vs_mono_ms() + LINGER_BUDGET_MS;
+	char trash[16384];
+	bool ok = fcgi_write_stdout(freq, head, body, true);
+	int fd = freq->ipcFd;
+
+	freq->out->wasFCloseCalled = 1;
+	freq->out->isClosed = 1;
+	if (ok && shutdown(fd, SHUT_WR) == 0) {
+		for (;;) {
+			long long left = end - vs_mono_ms();
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+
+			if (left <= 0 || poll(&p, 1, (int)left) <= 0 ||
+			    read(fd, trash, sizeof(trash)) <= 0)
+				break;
+		}
+	}
+	if (close(fd) != 0)
+		vs_log_warn("closing the FastCGI connection: %s",
+			    strerror(errno));
+	freq->ipcFd = -1;
+	return ok;
 }
 
 static void
@@ -295,7 +342,7 @@ fcgi_put_all(FCGX_Request *freq, const struct vs_buf *head,
 
 static void
 serve_one(struct vs_app *app, FCGX_Request *freq, struct vs_response *res,
-	  struct vs_buf *out)
+	  struct vs_buf *out, bool upload_pool)
 {
 	struct vs_request_source src = { fcgi_param, fcgi_read, freq };
 	struct vs_request req;
@@ -319,14 +366,19 @@ serve_one(struct vs_app *app, FCGX_Request *freq, struct vs_response *res,
 		}
 	}
 	/* Read what the handler did not, so nginx never sees the
-	 * connection close while it is still sending the body. */
-	vs_request_drain(&req, drain_limit(app));
+	 * connection close while it is still sending the body; the upload
+	 * pool answers first instead (answer_then_linger). */
+	if (!upload_pool || req.body_eof)
+		vs_request_drain(&req, drain_limit(app));
 	if (res->body.oom || res->headers.oom) {
 		vs_res_reset(res);
 		vs_res_internal(res);
 	}
 	if (!vs_res_head(res, out)) {
 		vs_log_error("out of memory writing a response");
+	} else if (upload_pool && !req.body_eof && fits_records(out, &res->body)) {
+		if (!answer_then_linger(freq, out, &res->body))
+			vs_log_warn("client went away before the response was written");
 	} else if (!fits_records(out, &res->body)) {
 		if (!fcgi_put_all(freq, out, &res->body))
 			vs_log_warn("client went away before the response was written");
@@ -365,6 +417,13 @@ vs_worker_run(const char *data_dir, bool upload_pool)
 	/* Blocked except while waiting in accept (see the top comment). */
 	if (sigprocmask(SIG_BLOCK, &stopset, NULL) != 0)
 		return 1;
+	/* Commit combining is for pushes (combine.h), which nginx never
+	 * sends this pool: its workers leave the commit table's slots to
+	 * the workers that use them. */
+	if (upload_pool && setenv("VERSTAK_COMBINE", "0", 1) != 0) {
+		vs_log_error("cannot start: %s", strerror(errno));
+		return 1;
+	}
 	if (!vs_app_open(&app, data_dir, true, err, sizeof(err))) {
 		vs_log_error("cannot start: %s", err);
 		vs_app_close(&app);
@@ -420,7 +479,7 @@ vs_worker_run(const char *data_dir, bool upload_pool)
 			break;
 		}
 		set_stall_limit(freq.ipcFd, stall_s);
-		serve_one(&app, &freq, &res, &out);
+		serve_one(&app, &freq, &res, &out, upload_pool);
 		FCGX_Finish_r(&freq);
 		/* The answer is out: upkeep here delays no client (D14). */
 		vs_retention_tick(&app.db, app.blobs_dir, &app.cfg.eff.retention);

@@ -754,15 +754,20 @@ def test_gc_racing_uploads_always_ends_downloadable():
 # ---------------------------------------------------------------------
 
 
-def raw_upload_head(stack, token, head, content, tail):
-    """A raw connection with the request head of a multipart upload
-    (Content-Length of head + content + tail) sent, and head after it."""
+def raw_upload_head(stack, token, head, content, tail, path="/api/v1/blobs/",
+                    chunked=False):
+    """A raw connection with the request head of a multipart upload sent
+    (Content-Length of head + content + tail, or chunked), and head after
+    it (as one chunk when chunked). token None: no Authorization."""
     sock = socket.create_connection(("127.0.0.1", stack.port), timeout=120)
     total = len(head) + len(content) + len(tail)
-    sock.sendall((f"POST /api/v1/blobs/ HTTP/1.1\r\nHost: x\r\n"
-                  f"Authorization: Bearer {token}\r\nContent-Type: {ctype()}\r\n"
-                  f"Content-Length: {total}\r\nConnection: close\r\n\r\n").encode())
-    sock.sendall(head)
+    auth_line = f"Authorization: Bearer {token}\r\n" if token else ""
+    length = ("Transfer-Encoding: chunked\r\n" if chunked
+              else f"Content-Length: {total}\r\n")
+    sock.sendall((f"POST {path} HTTP/1.1\r\nHost: x\r\n{auth_line}"
+                  f"Content-Type: {ctype()}\r\n{length}Connection: close\r\n\r\n"
+                  ).encode())
+    sock.sendall(b"%x\r\n%s\r\n" % (len(head), head) if chunked else head)
     return sock
 
 
@@ -803,32 +808,46 @@ def temp_uploads(stack):
             if n.startswith(".upload-")]
 
 
+TIMEOUT_JSON = b'{"error":"request timed out","code":"request_timeout"}'
+
+
 def test_stalled_upload_answers_408_and_slow_one_succeeds_d25():
     """D25: nginx streams an upload's body to the upload pool as it
     arrives, and the worker gives up on a body that brings no byte for
-    the stall limit (2 s here, 60 s by default): 408 request_timeout in
+    the stall limit (3 s here, 60 s by default): 408 request_timeout in
     JSON, before nginx's own body timeout (which would only close the
-    connection); no temp file, no row, and the worker serves the next
-    upload. A slow upload whose gaps stay under the limit, but which
-    takes longer than the limit in all, is stored: the limit counts from
-    the last byte, not from the start."""
+    connection), for a body with Content-Length or chunked, stalled
+    before or after its first content byte, and for a POST to any path
+    under /api/v1/blobs/ (API.md 3.8: all are uploads); no temp file, no
+    row, and the worker serves the next upload. A slow upload whose gaps
+    stay under the limit, but which takes longer than the limit in all,
+    is stored: the limit counts from the last byte, not from the start."""
     with Stack(workers=2, upload_workers=1,
-               env={"VERSTAK_UPLOAD_STALL_SECONDS": "2"}) as s:
+               env={"VERSTAK_UPLOAD_STALL_SECONDS": "3"}) as s:
         add_user(s, "liv")
         tok = pair(s, "liv", "v")["device_token"]
-        content = os.urandom(60000)
+        content = os.urandom(100000)
         head, tail = form(content)
         before, rows = listing(s), counts(s)
-        for stop in (0, 30000):
-            data = raw_upload(s, tok, head, content, tail, stop_after=stop)
-            assert data.startswith(b"HTTP/1.1 408"), data[:300]
-            assert data.rstrip().endswith(
-                b'{"error":"request timed out","code":"request_timeout"}'), data[-200:]
-            assert listing(s) == before and counts(s) == rows
-            assert temp_uploads(s) == []
-        # 6 pieces 0.8 s apart: ~4.8 s in all, more than twice the limit
+        cases = [dict(stop=0), dict(stop=30000),
+                 dict(stop=30000, path="/api/v1/blobs/any/where"),
+                 dict(stop=0, chunked=True), dict(stop=30000, chunked=True)]
+        for case in cases:
+            sock = raw_upload_head(s, tok, head, content, tail,
+                                   path=case.get("path", "/api/v1/blobs/"),
+                                   chunked=case.get("chunked", False))
+            part = content[:case["stop"]]
+            if part:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(part), part)
+                             if case.get("chunked") else part)
+            data = read_all(sock)
+            assert data.startswith(b"HTTP/1.1 408"), (case, data[:300])
+            assert data.rstrip().endswith(TIMEOUT_JSON), (case, data[-200:])
+            assert listing(s) == before and counts(s) == rows, case
+            assert temp_uploads(s) == [], case
+        # 10 pieces 0.5 s apart: ~5 s in all, more than the limit
         t0 = time.time()
-        data = raw_upload(s, tok, head, content, tail, rate=12500)
+        data = raw_upload(s, tok, head, content, tail, rate=20000)
         assert time.time() - t0 > 4
         assert data.startswith(b"HTTP/1.1 200"), data[:300]
         sha = hashlib.sha256(content).hexdigest()
@@ -836,6 +855,40 @@ def test_stalled_upload_answers_408_and_slow_one_succeeds_d25():
             "sha256": sha, "size": len(content)}
         assert download(s, tok, sha).body == content
         assert "stalled" in s.stderr()
+
+
+def test_refused_upload_is_answered_before_its_body_ends():
+    """An upload refused before its body is read (here: no token) is
+    answered at once, not after the rest of a slowly sent body: with one
+    upload worker and a client that sends a little and then holds the
+    connection open, the 401 arrives long before the 60 s stall limit,
+    and the next upload finds the worker free."""
+    with Stack(workers=2, upload_workers=1,
+               env={"VERSTAK_UPLOAD_STALL_SECONDS": "60"}) as s:
+        add_user(s, "liv")
+        tok = pair(s, "liv", "v")["device_token"]
+        content = os.urandom(1000000)
+        head, tail = form(content)
+        for chunked in (False, True):
+            sock = raw_upload_head(s, None, head, content, tail, chunked=chunked)
+            sock.settimeout(30)  # half the stall limit
+            data = sock.recv(65536)
+            assert data.startswith(b"HTTP/1.1 401"), data[:300]
+            sock.close()
+        assert upload(s, tok, content[:5000]).status == 200
+
+
+def serving(pid):
+    """Whether a worker holds a FastCGI connection: a socket besides its
+    listening socket on fd 0."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if fd != "0" and os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                n += 1
+        except OSError:
+            pass
+    return n > 0
 
 
 def test_stalled_uploads_hold_upload_workers_only():
@@ -858,16 +911,15 @@ def test_stalled_uploads_hold_upload_workers_only():
             stuck.append(raw_upload_head(s, tok, head, content, tail))
             stuck[-1].sendall(content[:50000])
         try:
-            # both upload workers are blocked reading a body
+            # both upload workers hold a stalled upload's connection
             deadline = time.time() + 20
             busy = 0
             while time.time() < deadline:
-                busy = sum(1 for pid in s.upload_pids()
-                           if "unix_stream_read" in worker_wchan(pid))
+                busy = sum(1 for pid in s.upload_pids() if serving(pid))
                 if busy == 2:
                     break
                 time.sleep(0.05)
-            assert busy == 2, [worker_wchan(p) for p in s.upload_pids()]
+            assert busy == 2, busy
             r = s.post("/api/v1/sync/push", {"device_id": "d", "ops": [
                 {"op_id": "iso-1", "entity_type": "file", "entity_id": "a.md",
                  "op_type": "create", "payload_json": "{}", "client_sequence": 1,
@@ -888,16 +940,6 @@ def test_stalled_uploads_hold_upload_workers_only():
         finally:
             for sock in stuck:
                 sock.close()
-
-
-def worker_wchan(pid):
-    """Where the process sleeps in the kernel: unix_stream_read_generic
-    while a worker reads a body, __skb_wait_for_more_packets in accept."""
-    try:
-        with open(f"/proc/{pid}/wchan") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def test_slow_upload_succeeds_and_stalled_upload_answers_408_at_60s_d25():

@@ -43,7 +43,7 @@ class SystemStack:
         self.tmp = tempfile.mkdtemp(prefix="vs-sysnginx-")
         self.data = os.path.join(self.tmp, "data")
         self.sock = os.path.join(self.tmp, "fcgi.sock")
-        self.upload_sock = os.path.join(self.tmp, "fcgi-upload.sock")
+        self.upload_sock = os.path.join(self.tmp, "upl.sock")
         self.http_port = free_port()
         self.https_port = free_port()
         self.pool = None

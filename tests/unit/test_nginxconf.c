@@ -31,7 +31,7 @@ setup(void)
 	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 	snprintf(run_dir, sizeof(run_dir), "%s/run", tmpdir);
 	snprintf(sock, sizeof(sock), "%s/run/fcgi.sock", tmpdir);
-	snprintf(upload_sock, sizeof(upload_sock), "%s/run/fcgi-upload.sock",
+	snprintf(upload_sock, sizeof(upload_sock), "%s/run/upl.sock",
 		 tmpdir);
 	snprintf(static_dir, sizeof(static_dir), "%s/static", tmpdir);
 	snprintf(blobs_dir, sizeof(blobs_dir), "%s/blobs", tmpdir);
@@ -117,15 +117,19 @@ START_TEST(test_values)
 		"\"code\":\"internal_error\"}\\n'");
 	snprintf(want, sizeof(want), "fastcgi_pass unix:%s;\n", sock);
 	assert_contains(b.data, want);
-	/* uploads: the upload pool, streamed, nginx's timeout after the
-	 * worker's 60 s stall limit */
+	/* uploads (POST under /api/v1/blobs/): the upload pool, streamed,
+	 * nginx's body timeout after the worker's 60 s stall limit */
 	snprintf(want, sizeof(want),
-		 "location = /api/v1/blobs/ {\n"
-		 "            fastcgi_pass unix:%s;\n"
-		 "            fastcgi_request_buffering off;\n"
-		 "            client_body_buffer_size 256k;\n"
-		 "            client_body_timeout 75s;\n", upload_sock);
+		 "map $request_method $vs_blob_pool {\n"
+		 "        POST unix:%s;\n"
+		 "        default unix:%s;\n", upload_sock, sock);
 	assert_contains(b.data, want);
+	assert_contains(b.data,
+		"location /api/v1/blobs/ {\n"
+		"            fastcgi_pass $vs_blob_pool;\n"
+		"            fastcgi_request_buffering off;\n"
+		"            client_body_buffer_size 256k;\n"
+		"            client_body_timeout 75s;\n");
 	snprintf(want, sizeof(want), "alias %s/;", static_dir);
 	assert_contains(b.data, want);
 	snprintf(want, sizeof(want), "alias %s/;", blobs_dir);
