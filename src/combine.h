@@ -9,8 +9,9 @@
  * leave their requests in slots of a shared-memory table; whoever gets
  * the lock next runs every waiting request, each inside its own
  * savepoint, commits once, and leaves each answer in its slot. Each
- * worker then syncs the WAL itself (the kernel merges the fsyncs) and
- * answers its own client: nothing is acknowledged before it is durable.
+ * worker then waits for a WAL sync that covers the batch (usually the
+ * leader's, writelock.h) and answers its own client: nothing is
+ * acknowledged before it is durable.
  *
  * The table is a POSIX shared-memory object next to the writer queue
  * (writelock.h), one slot per process. A leader that dies leaves its

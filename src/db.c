@@ -256,9 +256,12 @@ static const char *const connection_pragmas[] = {
  * Durability. The reference runs at NORMAL, where an answered write may
  * vanish in a power cut. We answer a write only once the WAL holding it
  * is fsynced. With the shared writer queue (writelock.h) the commit
- * itself runs at NORMAL and db_sync_wal() fsyncs after the write lock
- * is released: writers no longer queue behind each other's fsync, and
- * one fsync covers every commit written before it. Without the queue
+ * itself runs at NORMAL and sync_gen() fsyncs after the write lock
+ * is released: writers no longer queue behind each other's fsync, one
+ * fsync covers every commit written before it began, and a writer whose
+ * commit an fsync in flight covers waits for it instead of issuing one
+ * more (measured: 0.2 fdatasync per single-op push instead of 1 with
+ * commit combining at 8 workers). Without the queue
  * there is no shared durable watermark to hide not-yet-synced ops from
  * readers, so FULL syncs inside the commit as usual.
  */
@@ -525,32 +528,59 @@ vs_db_begin_read(struct vs_db *db)
 	return begin(db, SQL_BEGIN, "begin read");
 }
 
-enum vs_db_status
-vs_db_sync(struct vs_db *db)
+/* The WAL's own xSync: what a FULL commit would have called. */
+static bool
+sync_wal_file(void *arg)
 {
+	struct vs_db *db = arg;
 	sqlite3_file *wal = NULL;
 	int rc;
 
-	if (!db->sync_after_commit)
-		return VS_DB_OK;	/* FULL synced inside the commit */
-	if (vs_wlock_storage_failed(&db->wlock))
-		return VS_DB_ERROR;	/* logged when it happened */
 	/* In WAL mode the pager's journal file is the WAL itself; SQLite
-	 * keeps it open for the life of the connection. Its xSync is what
-	 * a FULL commit would have called, directory sync included. */
+	 * keeps it open for the life of the connection. */
 	rc = sqlite3_file_control(db->h, "main", SQLITE_FCNTL_JOURNAL_POINTER,
 				  &wal);
 	if (rc != SQLITE_OK || wal == NULL || wal->pMethods == NULL) {
 		vs_log_error("db: sync: no WAL file to sync");
-		return VS_DB_ERROR;
+		return false;
 	}
 	rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
 	if (rc != SQLITE_OK) {
 		vs_log_error("db: sync: %s", sqlite3_errstr(rc));
-		vs_db_storage_failed(db);
+		return false;
+	}
+	return true;
+}
+
+/* Makes commit generation gen durable, sharing another writer's fsync
+ * when one that covers it has begun (writelock.h); gen 0: sync now. */
+static enum vs_db_status
+sync_gen(struct vs_db *db, uint64_t gen)
+{
+	if (!db->sync_after_commit)
+		return VS_DB_OK;	/* FULL synced inside the commit */
+	if (vs_wlock_storage_failed(&db->wlock))
+		return VS_DB_ERROR;	/* logged when it happened */
+	if (!vs_wlock_sync(&db->wlock, gen, sync_wal_file, db)) {
+		if (vs_wlock_storage_failed(&db->wlock))
+			vs_log_error("db: a WAL fsync failed: no write is"
+				     " acknowledged any more; check the disk,"
+				     " then restart the server");
 		return VS_DB_ERROR;
 	}
 	return VS_DB_OK;
+}
+
+enum vs_db_status
+vs_db_sync(struct vs_db *db)
+{
+	return sync_gen(db, 0);
+}
+
+enum vs_db_status
+vs_db_sync_seen(struct vs_db *db)
+{
+	return sync_gen(db, vs_wlock_commit_gen(&db->wlock));
 }
 
 void
@@ -619,12 +649,15 @@ vs_db_commit(struct vs_db *db)
 	enum vs_db_status s = commit_step(db);
 
 	if (s == VS_DB_OK) {
+		/* Numbered now that COMMIT has returned (writelock.h). */
+		uint64_t gen = wrote ? vs_wlock_note_commit(&db->wlock) : 0;
+
 		vs_wlock_release(&db->wlock);
 		/* After the release: the next writer goes on while this
 		 * fsync runs, and may share it. A failed sync leaves the
 		 * commit visible but unacknowledged; the client's retry is
 		 * a same-scope duplicate. */
-		return wrote ? vs_db_sync(db) : VS_DB_OK;
+		return wrote ? sync_gen(db, gen) : VS_DB_OK;
 	}
 	if (db->tx_depth > 0)
 		vs_db_rollback(db);
@@ -646,7 +679,11 @@ vs_db_commit_keep_queue(struct vs_db *db)
 		return VS_DB_ERROR;
 	}
 	s = commit_step(db);
-	if (s != VS_DB_OK && db->tx_depth > 0)
+	if (s == VS_DB_OK)
+		/* Before any answer is handed out: a worker that sees its
+		 * answer and reads the generation finds this one or later. */
+		(void)vs_wlock_note_commit(&db->wlock);
+	else if (db->tx_depth > 0)
 		rollback_keep_queue(db);
 	return s;
 }

@@ -90,6 +90,10 @@ enum vs_db_status vs_db_commit(struct vs_db *db);
 /* Makes every transaction committed so far, by any process, durable
  * (an fsync of the WAL; a no-op at FULL). */
 enum vs_db_status vs_db_sync(struct vs_db *db);
+/* Makes durable every commit whose result this process has seen numbered
+ * (vs_db_commit_keep_queue numbers its commit before any answer leaves):
+ * may share a running fsync of another writer instead of its own. */
+enum vs_db_status vs_db_sync_seen(struct vs_db *db);
 /* After a failed fsync of data a commit depends on (the WAL, a blob's
  * directory): every process refuses writes from now on (writelock.h). */
 void vs_db_storage_failed(struct vs_db *db);

@@ -1093,11 +1093,15 @@ vs_sync_advance(struct vs_db *db, int64_t by, int64_t *before,
 }
 
 /* Syncs the WAL and raises the durable watermark to top, the highest
- * sequence committed before the sync. */
+ * sequence committed before the sync. seen: every commit up to top was
+ * numbered before this process saw it (a combined batch's), so a running
+ * fsync of another writer may do; else (a replay of someone's commit,
+ * maybe one made outside the queue) this process syncs itself. */
 static void
-publish_durable(struct vs_db *db, struct vs_response *res, int64_t top)
+publish_durable(struct vs_db *db, struct vs_response *res, int64_t top,
+		bool seen)
 {
-	enum vs_db_status s = vs_db_sync(db);
+	enum vs_db_status s = seen ? vs_db_sync_seen(db) : vs_db_sync(db);
 
 	if (s != VS_DB_OK) {
 		answer_db_status(res, s);
@@ -1131,7 +1135,7 @@ push_execute(struct vs_db *db, const struct vs_scope *sc,
 		 * answer claims them. */
 		vs_db_rollback(db);
 		if (c.replayed)
-			publish_durable(db, res, c.top_seq);
+			publish_durable(db, res, c.top_seq, false);
 		goto out;
 	}
 	/* The commit returns once synced, and with it every commit up
@@ -1227,7 +1231,7 @@ push_combined(struct vs_db *db, const struct vs_limits *lim,
 		return false;
 	/* Committed by the batch's leader; acknowledged once synced (the
 	 * replayed answer of an idempotency key included). */
-	publish_durable(db, res, top);
+	publish_durable(db, res, top, true);
 	return true;
 }
 

@@ -9,6 +9,7 @@
  */
 #include "writelock.h"
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,10 +20,16 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
 #include <time.h>
 #include <unistd.h>
 
-#define WLOCK_MAGIC 0x56534c33u	/* "VSL3": layout and mutex type */
+#define WLOCK_MAGIC 0x56534c34u	/* "VSL4": layout and mutex type */
+/* How long a writer waits for another's fsync that covers its commit
+ * before it syncs itself: that fsync started first, so it normally ends
+ * first; the bound only matters when its process died inside it. */
+#define SYNC_WAIT_MS 200
 
 struct vs_wlock_shared {
 	pthread_mutex_t mutex;
@@ -31,6 +38,17 @@ struct vs_wlock_shared {
 	 * touched with __atomic builtins, like storage_failed. */
 	int64_t durable_seq;
 	int32_t storage_failed;	/* sticky: an fsync of ours failed */
+	/* Shared WAL syncs (vs_wlock_sync). A commit's generation is
+	 * handed out after its COMMIT returned, so a sync that reads
+	 * commit_gen = G before it starts covers every generation <= G.
+	 * sync_started: the highest G of a sync that began; synced: of
+	 * one that ended well. done_seq changes after each sync that
+	 * ends (the futex word); waiters counts who sleeps on it. */
+	uint64_t commit_gen;
+	uint64_t sync_started;
+	uint64_t synced;
+	uint32_t done_seq;
+	uint32_t waiters;
 };
 
 static bool
@@ -115,7 +133,7 @@ vs_shm_name(const char *db_path, const char *kind, char *name, size_t size)
 static bool
 shared_name(const char *db_path, char *name, size_t size)
 {
-	return vs_shm_name(db_path, "wlock3", name, size);
+	return vs_shm_name(db_path, "wlock4", name, size);
 }
 
 void
@@ -235,4 +253,96 @@ vs_wlock_unlink(const char *db_path)
 	if (!shared_name(db_path, name, sizeof(name)))
 		return false;
 	return shm_unlink(name) == 0 || errno == ENOENT;
+}
+
+uint64_t
+vs_wlock_note_commit(struct vs_wlock *w)
+{
+	if (w->shm == NULL)
+		return 0;
+	return __atomic_add_fetch(&w->shm->commit_gen, 1, __ATOMIC_SEQ_CST);
+}
+
+uint64_t
+vs_wlock_commit_gen(const struct vs_wlock *w)
+{
+	if (w->shm == NULL)
+		return 0;
+	return __atomic_load_n(&w->shm->commit_gen, __ATOMIC_SEQ_CST);
+}
+
+static void
+raise_u64(uint64_t *p, uint64_t v)
+{
+	uint64_t cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+
+	while (cur < v &&
+	       !__atomic_compare_exchange_n(p, &cur, v, true, __ATOMIC_SEQ_CST,
+					    __ATOMIC_RELAXED))
+		;
+}
+
+/* Sleeps until done_seq moves on from seen or ms pass. A spurious or
+ * interrupted wake is harmless: the caller checks again. */
+static void
+wait_done(struct vs_wlock_shared *s, uint32_t seen, unsigned ms)
+{
+	struct timespec t = { .tv_sec = ms / 1000u,
+			      .tv_nsec = (long)(ms % 1000u) * 1000000L };
+
+	(void)syscall(SYS_futex, &s->done_seq, FUTEX_WAIT, seen, &t, NULL, 0);
+}
+
+static void
+sync_ended(struct vs_wlock_shared *s, uint64_t claim, bool ok)
+{
+	if (ok)
+		raise_u64(&s->synced, claim);
+	(void)__atomic_add_fetch(&s->done_seq, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST) != 0)
+		(void)syscall(SYS_futex, &s->done_seq, FUTEX_WAKE, INT32_MAX,
+			      NULL, NULL, 0);
+}
+
+bool
+vs_wlock_sync(struct vs_wlock *w, uint64_t gen, vs_wlock_sync_fn fn,
+	      void *arg)
+{
+	struct vs_wlock_shared *s = w->shm;
+	uint64_t deadline = 0;
+	uint64_t claim;
+	bool ok;
+
+	if (s == NULL)
+		return fn(arg);
+	for (; gen != 0;) {
+		uint32_t seen = __atomic_load_n(&s->done_seq, __ATOMIC_SEQ_CST);
+		uint64_t now;
+
+		if (vs_wlock_storage_failed(w))
+			return false;
+		if (__atomic_load_n(&s->synced, __ATOMIC_SEQ_CST) >= gen)
+			return true;	/* a sync that ended covered it */
+		if (__atomic_load_n(&s->sync_started, __ATOMIC_SEQ_CST) < gen)
+			break;		/* none in flight covers it */
+		now = (uint64_t)vs_mono_ms();
+		if (deadline == 0)
+			deadline = now + SYNC_WAIT_MS;
+		else if (now >= deadline)
+			break;		/* its process may have died in it */
+		(void)__atomic_add_fetch(&s->waiters, 1, __ATOMIC_SEQ_CST);
+		wait_done(s, seen, (unsigned)(deadline - now));
+		(void)__atomic_sub_fetch(&s->waiters, 1, __ATOMIC_SEQ_CST);
+	}
+	/* Every commit up to claim has returned, so this sync covers it. */
+	claim = vs_wlock_commit_gen(w);
+	raise_u64(&s->sync_started, claim);
+	ok = fn(arg);
+	/* Marked before the wake: a waiter must not take the failed
+	 * sync's place with one of its own, which Linux, having
+	 * reported the error once, would let succeed. */
+	if (!ok)
+		vs_wlock_mark_storage_failed(w);
+	sync_ended(s, claim, ok);
+	return ok;
 }

@@ -51,6 +51,32 @@ int64_t vs_wlock_durable_seq(const struct vs_wlock *w);
  * whose commit, and every commit before it, has been synced. */
 void vs_wlock_raise_durable_seq(struct vs_wlock *w, int64_t seq);
 
+/*
+ * Shared WAL syncs. A writer takes a generation with vs_wlock_note_commit
+ * once its COMMIT has returned (before it lets go of the queue), then
+ * calls vs_wlock_sync with it: when a sync that began after that commit
+ * has ended, or is running, the writer relies on it (waiting for the
+ * running one) instead of issuing its own fsync; otherwise fn syncs and
+ * covers every commit numbered so far. Unlike a queue of syncs, nobody
+ * ever waits for a sync that began before its commit: one that would
+ * not cover it. gen 0 always syncs (and still covers what it can).
+ * vs_wlock_commit_gen reads the newest generation: a writer whose push
+ * another process committed (combine.h) uses it after seeing the answer.
+ * fn returns false on failure, which marks the storage failed for all.
+ *
+ * Why a generation read from the counter is safe for another process's
+ * commit: it was numbered after its own COMMIT returned, and any commit
+ * it depends on (one whose rows its transaction saw) returned before
+ * that; so a sync whose claim reaches the number also began after both.
+ * A writer that only saw rows (an idempotent replay, no commit of its
+ * own after them) must sync with gen 0: the commit it saw may not be
+ * numbered yet.
+ */
+typedef bool (*vs_wlock_sync_fn)(void *arg);
+uint64_t vs_wlock_note_commit(struct vs_wlock *w);
+uint64_t vs_wlock_commit_gen(const struct vs_wlock *w);
+bool vs_wlock_sync(struct vs_wlock *w, uint64_t gen, vs_wlock_sync_fn fn,
+		   void *arg);
 /* Removes the shared object of the database at db_path. Only when no
  * process has the database open (tests, after their last close): a
  * process still mapping the old object would no longer share the queue
@@ -71,7 +97,7 @@ void vs_wlock_mark_storage_failed(struct vs_wlock *w);
  * Workers publish the watermark again from the database (sync.c). */
 void vs_wlock_reset(struct vs_wlock *w);
 
-/* The name of a shared object of kind ("wlock3", "combine1"...) for the
+/* The name of a shared object of kind ("wlock4", "combine1"...) for the
  * database at db_path: one per database file (device, inode) and user,
  * so two data directories never share one and a copied file does not
  * inherit the original's. */

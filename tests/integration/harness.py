@@ -95,7 +95,7 @@ def remove_writer_queue(db_path):
     except OSError:
         return
     tail = f"-{st.st_dev:x}-{st.st_ino:x}-{os.getuid()}"
-    for name in (glob.glob(f"/dev/shm/verstak-wlock3{tail}") +
+    for name in (glob.glob(f"/dev/shm/verstak-wlock4{tail}") +
                  glob.glob(f"/dev/shm/verstak-combine1-*{tail}")):
         try:
             os.unlink(name)

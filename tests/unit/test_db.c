@@ -12,6 +12,7 @@
 #endif
 #include "db.h"
 #include "util.h"
+#include "writelock.h"
 #include "test_rm.h"
 
 #include <check.h>
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1089,6 +1091,245 @@ START_TEST(test_busy_budget_exhausted)
 }
 END_TEST
 
+
+/* ---- shared WAL syncs (writelock.h) -------------------------------- */
+
+/* A child process plays the other writer whose fsync is in flight: its
+ * sync function tells the parent it began ('S'), sleeps, says it ended
+ * ('E') and returns ok; with die set it exits inside the sync instead. */
+struct slow_sync {
+	int fd;
+	bool ok;
+	bool die;
+};
+
+static bool
+slow_sync_fn(void *arg)
+{
+	struct slow_sync *ss = arg;
+	struct timespec t = { 0, 150 * 1000000L };
+
+	ck_assert_int_eq(write(ss->fd, "S", 1), 1);
+	if (ss->die)
+		_exit(0);
+	(void)nanosleep(&t, NULL);
+	ck_assert_int_eq(write(ss->fd, "E", 1), 1);
+	return ss->ok;
+}
+
+/* The parent's own sync: counts its calls, and records whether the
+ * child's sync had already ended when it ran. */
+struct own_sync {
+	int calls;
+	int fd;
+	bool child_ended;
+};
+
+static bool
+own_sync_fn(void *arg)
+{
+	struct own_sync *os = arg;
+	char c;
+
+	os->calls++;
+	os->child_ended = read(os->fd, &c, 1) == 1 && c == 'E';
+	return true;
+}
+
+/* Forks the other writer: it syncs gen (0: whatever is committed now)
+ * through its own mapping; returns once its sync has begun. */
+static pid_t
+start_other_sync(uint64_t gen, bool ok, bool die, int *rfd)
+{
+	int p[2];
+	pid_t pid;
+	char c;
+
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct vs_db child;
+		char err[256];
+		struct slow_sync ss = { .fd = p[1], .ok = ok, .die = die };
+
+		close(p[0]);
+		if (vs_db_open(&child, tmpdir, err, sizeof(err)) != VS_DB_OK)
+			_exit(2);
+		_exit(vs_wlock_sync(&child.wlock, gen, slow_sync_fn, &ss) ==
+		      ok ? 0 : 3);
+	}
+	close(p[1]);
+	ck_assert_int_eq(read(p[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'S');
+	ck_assert_int_eq(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+	*rfd = p[0];
+	return pid;
+}
+
+static void
+reap(pid_t pid, int code)
+{
+	int st;
+
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), code);
+}
+
+/* A commit whose number a running sync already covers waits for that
+ * sync and issues no fsync of its own. */
+START_TEST(test_sync_shares_a_covering_fsync)
+{
+	struct vs_db db;
+	struct own_sync os = { 0 };
+	uint64_t gen;
+	pid_t pid;
+
+	make_tmpdir();
+	open_migrated(&db);
+	if (db.wlock.shm == NULL) {
+		vs_db_close(&db);
+		rm_tmpdir();
+		return;	/* no shared object: every commit syncs itself */
+	}
+	gen = vs_wlock_note_commit(&db.wlock);
+	ck_assert_uint_gt(gen, 0);
+	pid = start_other_sync(0, true, false, &os.fd);	/* claims >= gen */
+	ck_assert(vs_wlock_sync(&db.wlock, gen, own_sync_fn, &os));
+	ck_assert_int_eq(os.calls, 0);
+	{
+		char c;	/* it returned only once the covering sync ended */
+
+		ck_assert_int_eq(read(os.fd, &c, 1), 1);
+		ck_assert_int_eq(c, 'E');
+	}
+	reap(pid, 0);
+	/* Covered now: no wait and no fsync. */
+	ck_assert(vs_wlock_sync(&db.wlock, gen, own_sync_fn, &os));
+	ck_assert_int_eq(os.calls, 0);
+	close(os.fd);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
+/* A sync that began before the commit cannot cover it: the writer syncs
+ * at once, without waiting for it. */
+START_TEST(test_sync_never_waits_for_an_older_fsync)
+{
+	struct vs_db db;
+	struct own_sync os = { 0 };
+	uint64_t gen;
+	pid_t pid;
+
+	make_tmpdir();
+	open_migrated(&db);
+	if (db.wlock.shm == NULL) {
+		vs_db_close(&db);
+		rm_tmpdir();
+		return;
+	}
+	pid = start_other_sync(0, true, false, &os.fd);
+	gen = vs_wlock_note_commit(&db.wlock);	/* after its claim */
+	ck_assert(vs_wlock_sync(&db.wlock, gen, own_sync_fn, &os));
+	ck_assert_int_eq(os.calls, 1);
+	ck_assert(!os.child_ended);
+	reap(pid, 0);
+	close(os.fd);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
+/* The covering sync fails: the waiter reports the failure (sticky for
+ * all) instead of an fsync of its own, which Linux would let succeed. */
+START_TEST(test_sync_failure_reaches_the_waiters)
+{
+	struct vs_db db;
+	struct own_sync os = { 0 };
+	uint64_t gen;
+	pid_t pid;
+
+	make_tmpdir();
+	open_migrated(&db);
+	if (db.wlock.shm == NULL) {
+		vs_db_close(&db);
+		rm_tmpdir();
+		return;
+	}
+	gen = vs_wlock_note_commit(&db.wlock);
+	pid = start_other_sync(0, false, false, &os.fd);
+	ck_assert(!vs_wlock_sync(&db.wlock, gen, own_sync_fn, &os));
+	ck_assert_int_eq(os.calls, 0);
+	ck_assert(vs_wlock_storage_failed(&db.wlock));
+	ck_assert_int_eq(vs_db_sync_seen(&db), VS_DB_ERROR);
+	reap(pid, 0);
+	close(os.fd);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
+/* The process of the covering sync dies inside it: the waiter gives up
+ * on it after a bounded wait and syncs itself. */
+START_TEST(test_sync_outlives_a_dead_syncer)
+{
+	struct vs_db db;
+	struct own_sync os = { 0 };
+	uint64_t gen;
+	pid_t pid;
+
+	make_tmpdir();
+	open_migrated(&db);
+	if (db.wlock.shm == NULL) {
+		vs_db_close(&db);
+		rm_tmpdir();
+		return;
+	}
+	gen = vs_wlock_note_commit(&db.wlock);
+	pid = start_other_sync(0, true, true, &os.fd);
+	reap(pid, 0);
+	ck_assert(vs_wlock_sync(&db.wlock, gen, own_sync_fn, &os));
+	ck_assert_int_eq(os.calls, 1);
+	ck_assert(!vs_wlock_storage_failed(&db.wlock));
+	close(os.fd);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
+/* Each write commit takes a new number once it has returned; a read
+ * commit takes none. */
+START_TEST(test_write_commits_are_numbered)
+{
+	struct vs_db db;
+	uint64_t g0;
+
+	make_tmpdir();
+	open_migrated(&db);
+	if (db.wlock.shm == NULL) {
+		vs_db_close(&db);
+		rm_tmpdir();
+		return;
+	}
+	g0 = vs_wlock_commit_gen(&db.wlock);
+	ck_assert_int_eq(vs_db_begin_write(&db), VS_DB_OK);
+	ck_assert_int_eq(vs_db_commit(&db), VS_DB_OK);
+	ck_assert_uint_eq(vs_wlock_commit_gen(&db.wlock), g0 + 1);
+	ck_assert_int_eq(vs_db_begin_read(&db), VS_DB_OK);
+	ck_assert_int_eq(vs_db_commit(&db), VS_DB_OK);
+	ck_assert_uint_eq(vs_wlock_commit_gen(&db.wlock), g0 + 1);
+	ck_assert_int_eq(vs_db_begin_write(&db), VS_DB_OK);
+	ck_assert_int_eq(vs_db_commit_keep_queue(&db), VS_DB_OK);
+	ck_assert_uint_eq(vs_wlock_commit_gen(&db.wlock), g0 + 2);
+	vs_db_release_queue(&db);
+	ck_assert_int_eq(vs_db_sync_seen(&db), VS_DB_OK);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *
@@ -1110,6 +1351,11 @@ db_suite(void)
 	tcase_add_test(tc, test_transactions);
 	tcase_add_test(tc, test_stmt_cache);
 	tcase_add_test(tc, test_storage_failure_is_sticky);
+	tcase_add_test(tc, test_sync_shares_a_covering_fsync);
+	tcase_add_test(tc, test_sync_never_waits_for_an_older_fsync);
+	tcase_add_test(tc, test_sync_failure_reaches_the_waiters);
+	tcase_add_test(tc, test_sync_outlives_a_dead_syncer);
+	tcase_add_test(tc, test_write_commits_are_numbered);
 	tcase_add_test(tc, test_busy_waits_then_succeeds);
 	tcase_add_test(tc, test_busy_budget_exhausted);
 	suite_add_tcase(s, tc);
