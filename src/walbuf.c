@@ -35,6 +35,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define FRAME_HDR 24
 /* One write of the VFS below may not be longer than SQLite ever writes
@@ -48,6 +52,9 @@
 		      15u) & ~(size_t)15u)
 /* Lock 0 of the wal-index is WAL_WRITE_LOCK (SQLite's wal.c). */
 #define WAL_WRITE_LOCK_SLOT 0
+/* The mapping's length: address space, not memory. A WAL this long is
+ * read below (SQLite resets it after a checkpoint, at ~4 MiB here). */
+#define WAL_MAP_MAX ((sqlite3_int64)1 << 30)
 
 struct wb_vfs {
 	sqlite3_vfs base;
@@ -67,6 +74,12 @@ struct wb_file {
 	bool commit_pending;	/* buf ends with a commit frame's header */
 	bool no_buf;		/* malloc failed once: stay unbuffered */
 	bool failed;		/* a flush that could not report failed */
+	/* Reads from a read-only shared mapping of the file (see
+	 * wal_read): map is NULL when there is none. known is a size the
+	 * file is known to have reached since it was last measured. */
+	const unsigned char *map;
+	int map_fd;
+	sqlite3_int64 known;
 };
 
 struct wb_db {
@@ -93,11 +106,18 @@ vs_walbuf_writes_below(void)
 /* WAL file methods                                                   */
 /* ------------------------------------------------------------------ */
 
+static void saw_size(struct wb_file *f, sqlite3_int64 end);
+
 static int
 below_write(struct wb_file *f, const void *p, int n, sqlite3_int64 off)
 {
+	int rc;
+
 	writes_below++;
-	return f->real->pMethods->xWrite(f->real, p, n, off);
+	rc = f->real->pMethods->xWrite(f->real, p, n, off);
+	if (rc == SQLITE_OK)
+		saw_size(f, off + n);
+	return rc;
 }
 
 /* Writes out what is gathered. The buffer is emptied either way: after
@@ -176,6 +196,27 @@ wal_write(sqlite3_file *file, const void *p, int n, sqlite3_int64 off)
 	return SQLITE_OK;
 }
 
+/* Tells the mapping that the file is at least end bytes long. */
+static void
+saw_size(struct wb_file *f, sqlite3_int64 end)
+{
+	if (end > f->known)
+		f->known = end;
+}
+
+/*
+ * A read of a frame costs a system call, and a writer reads many: each
+ * commit of another process empties SQLite's page cache, so a 100-op
+ * push reads some fifty pages back, mostly from the WAL, while it holds
+ * the write lock. Where the bytes are inside the file, they are copied
+ * from a shared mapping of it instead (the page cache, coherent with
+ * every write(2) to the file). Why the file is long enough: SQLite only
+ * reads frames that the wal-index it read under its locks lists, and
+ * those were written before that index was published; it measures the
+ * file (wal_file_size refreshes known) before it reads anything else,
+ * e.g. when it recovers a wal-index. Beyond known, or with no mapping,
+ * the read goes below as before.
+ */
 static int
 wal_read(sqlite3_file *file, void *p, int n, sqlite3_int64 off)
 {
@@ -184,7 +225,54 @@ wal_read(sqlite3_file *file, void *p, int n, sqlite3_int64 off)
 
 	if (rc != SQLITE_OK)
 		return rc;
+	if (f->map != NULL && n > 0 && off >= 0 && off + n <= WAL_MAP_MAX) {
+		struct stat st;
+
+		if (off + n > f->known && fstat(f->map_fd, &st) == 0)
+			f->known = (sqlite3_int64)st.st_size;
+		if (off + n <= f->known) {
+			memcpy(p, f->map + off, (size_t)n);
+			return SQLITE_OK;
+		}
+	}
 	return f->real->pMethods->xRead(f->real, p, n, off);
+}
+
+static void
+unmap_wal(struct wb_file *f)
+{
+	if (f->map != NULL)
+		(void)munmap((void *)f->map, WAL_MAP_MAX);
+	if (f->map_fd >= 0)
+		(void)close(f->map_fd);
+	f->map = NULL;
+	f->map_fd = -1;
+}
+
+/* Maps the WAL that SQLite just opened as name, if the same file can be
+ * opened again read-only; without it reads simply go below. */
+static void
+map_wal(struct wb_file *f, const char *name)
+{
+	struct stat st;
+	void *m;
+
+	f->map = NULL;
+	f->map_fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (f->map_fd < 0)
+		return;
+	if (fstat(f->map_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		unmap_wal(f);
+		return;
+	}
+	/* Address space only: pages are touched as frames are read. */
+	m = mmap(NULL, WAL_MAP_MAX, PROT_READ, MAP_SHARED, f->map_fd, 0);
+	if (m == MAP_FAILED) {
+		unmap_wal(f);
+		return;
+	}
+	f->map = m;
+	f->known = (sqlite3_int64)st.st_size;
 }
 
 static int
@@ -193,6 +281,7 @@ wal_close(sqlite3_file *file)
 	struct wb_file *f = (struct wb_file *)file;
 	int rc = flush(f), rc2 = f->real->pMethods->xClose(f->real);
 
+	unmap_wal(f);
 	if (f->db != NULL)
 		f->db->wal = NULL;
 	f->db = NULL;
@@ -207,8 +296,11 @@ wal_truncate(sqlite3_file *file, sqlite3_int64 size)
 	struct wb_file *f = (struct wb_file *)file;
 	int rc = flush(f);
 
-	return rc != SQLITE_OK ? rc :
-		f->real->pMethods->xTruncate(f->real, size);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (size < f->known)
+		f->known = size;
+	return f->real->pMethods->xTruncate(f->real, size);
 }
 
 static int
@@ -228,8 +320,12 @@ wal_file_size(sqlite3_file *file, sqlite3_int64 *size)
 	struct wb_file *f = (struct wb_file *)file;
 	int rc = flush(f);
 
-	return rc != SQLITE_OK ? rc :
-		f->real->pMethods->xFileSize(f->real, size);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = f->real->pMethods->xFileSize(f->real, size);
+	if (rc == SQLITE_OK)
+		f->known = *size;	/* another process may have cut it */
+	return rc;
 }
 
 static int
@@ -519,6 +615,7 @@ wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int flags,
 	if ((flags & SQLITE_OPEN_WAL) == 0 || name == NULL)
 		return b->xOpen(b, name, file, flags, out_flags);
 	memset(f, 0, sizeof(*f));
+	f->map_fd = -1;
 	f->real = (sqlite3_file *)((char *)file + REAL_OFFSET);
 	rc = b->xOpen(b, name, f->real, flags, out_flags);
 	if (rc != SQLITE_OK) {
@@ -532,6 +629,7 @@ wb_open(sqlite3_vfs *v, const char *name, sqlite3_file *file, int flags,
 	f->db = db_of_wal(name);
 	if (f->db != NULL)
 		f->db->wal = f;
+	map_wal(f, name);
 	file->pMethods = &wal_methods;
 	return SQLITE_OK;
 }

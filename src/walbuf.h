@@ -18,9 +18,17 @@
  * error of that flush is the commit's error. Frames that never reach a
  * commit are garbage to SQLite whether they were written or not.
  *
- * Owns: the VFS object named VS_WALBUF_VFS and its WAL buffers. Must
- * never: hold back a commit frame, reorder writes of one file, or
- * change anything for files other than WAL files.
+ * It also serves reads of WAL frames from a read-only shared mapping of
+ * the file instead of one pread each (walbuf.c says why that is safe).
+ * The one cost: an I/O error while the kernel pages a mapped frame in
+ * is SIGBUS, not SQLITE_IOERR; the frames read are nearly always the
+ * ones just written and still in the page cache, and a worker that dies
+ * is replaced.
+ *
+ * Owns: the VFS object named VS_WALBUF_VFS, its WAL buffers and their
+ * mappings. Must never: hold back a commit frame, reorder writes of one
+ * file, read a mapped byte past the file's known end, or change anything
+ * for files other than WAL files.
  */
 #ifndef VS_WALBUF_H
 #define VS_WALBUF_H

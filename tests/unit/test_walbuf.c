@@ -36,6 +36,7 @@ static sqlite3_vfs *base_vfs;
 static sqlite3_vfs fault_vfs;
 static unsigned long wal_writes;	/* xWrite calls on WAL files */
 static bool fail_wal_writes;		/* they answer SQLITE_IOERR_WRITE */
+static unsigned long wal_reads;		/* xRead calls on WAL files */
 
 struct ff_file {
 	sqlite3_file base;
@@ -55,6 +56,8 @@ ff_close(sqlite3_file *f)
 static int
 ff_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off)
 {
+	if (((struct ff_file *)f)->wal)
+		wal_reads++;
 	return R(f)->pMethods->xRead(R(f), p, n, off);
 }
 
@@ -600,6 +603,89 @@ START_TEST(test_full_sync_padding)
 END_TEST
 
 /* Registering again over the same VFS is fine; an unknown one is not. */
+/* Another connection's commits are read back from the mapping of the
+ * WAL, not with a read below, and each new commit is seen at once. */
+START_TEST(test_frames_are_read_through_the_mapping)
+{
+	sqlite3 *w = open_db(WALBUF_OVER_FAULT), *r;
+	sqlite3_int64 sum = 0;
+	unsigned long before;
+
+	make_schema(w);
+	r = open_db(WALBUF_OVER_FAULT);
+	ck_assert_int_eq(one_int(r, "SELECT count(*) FROM t"), 0);
+	before = wal_reads;
+	for (int i = 1; i <= 50; i++) {
+		insert_row(w, i, 2000);
+		sum += i;
+		/* w's commit emptied r's page cache: r reads its pages
+		 * back from frames of the WAL */
+		ck_assert_int_eq(one_int(r, "SELECT sum(c) FROM t"), sum);
+		ck_assert_int_eq(one_int(r, "SELECT count(*) FROM t"
+					    " WHERE a >= 'a-'"), i);
+	}
+	ck_assert_uint_eq(wal_reads - before, 0);
+	integrity_ok(r);
+	sqlite3_close(r);
+	sqlite3_close(w);
+}
+END_TEST
+
+/* A WAL cut short by someone else: once SQLite has measured the file,
+ * a read beyond its end goes below and is a short read (zero-filled),
+ * never a touch of the mapping past the end, which would be SIGBUS. */
+START_TEST(test_read_past_a_cut_wal_is_short)
+{
+	sqlite3_vfs *v = sqlite3_vfs_find(WALBUF_OVER_FAULT);
+	char path[600], walpath[620];
+	const char *fname;
+	FILE *fp;
+	sqlite3_file *f;
+	unsigned char page[4096], got[4096];
+	sqlite3_int64 size = 0;
+	int out = 0;
+
+	ck_assert_ptr_nonnull(v);
+	snprintf(path, sizeof(path), "%s/cut.db", dir);
+	snprintf(walpath, sizeof(walpath), "%s-wal", path);
+	/* the unix VFS gives a WAL its database's mode: it must exist */
+	fp = fopen(path, "w");
+	ck_assert_ptr_nonnull(fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	fname = sqlite3_create_filename(path, "", walpath, 0, NULL);
+	ck_assert_ptr_nonnull(fname);
+	f = calloc(1, (size_t)v->szOsFile);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(v->xOpen(v, sqlite3_filename_wal(fname), f,
+				  SQLITE_OPEN_WAL | SQLITE_OPEN_CREATE |
+				  SQLITE_OPEN_READWRITE, &out), SQLITE_OK);
+	for (int i = 0; i < 3; i++) {
+		memset(page, 'a' + i, sizeof(page));
+		ck_assert_int_eq(f->pMethods->xWrite(f, page, sizeof(page),
+						     (sqlite3_int64)i * 4096),
+				 SQLITE_OK);
+	}
+	ck_assert_int_eq(f->pMethods->xRead(f, got, sizeof(got), 8192),
+			 SQLITE_OK);
+	ck_assert_int_eq(got[0], 'c');
+	ck_assert_int_eq(truncate(walpath, 4096), 0);
+	ck_assert_int_eq(f->pMethods->xFileSize(f, &size), SQLITE_OK);
+	ck_assert_int_eq(size, 4096);
+	memset(got, 0x55, sizeof(got));
+	ck_assert_int_eq(f->pMethods->xRead(f, got, sizeof(got), 8192),
+			 SQLITE_IOERR_SHORT_READ);
+	ck_assert_int_eq(got[0], 0);
+	ck_assert_int_eq(f->pMethods->xRead(f, got, sizeof(got), 0),
+			 SQLITE_OK);
+	ck_assert_int_eq(got[4095], 'a');
+	ck_assert_int_eq(f->pMethods->xClose(f), SQLITE_OK);
+	free(f);
+	sqlite3_free_filename(fname);
+	ck_assert_int_eq(unlink(walpath), 0);
+	ck_assert_int_eq(unlink(path), 0);
+}
+END_TEST
+
 START_TEST(test_register)
 {
 	ck_assert_int_eq(vs_walbuf_register(FAULT_VFS), SQLITE_OK);
@@ -627,6 +713,8 @@ walbuf_suite(void)
 	tcase_add_test(tc, test_rollback_leftovers_stay_under_the_lock);
 	tcase_add_test(tc, test_rewritten_checksums_reach_the_file);
 	tcase_add_test(tc, test_full_sync_padding);
+	tcase_add_test(tc, test_frames_are_read_through_the_mapping);
+	tcase_add_test(tc, test_read_past_a_cut_wal_is_short);
 	tcase_add_test(tc, test_register);
 	suite_add_tcase(s, tc);
 	return s;
