@@ -22,6 +22,7 @@
 #include "response.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,35 @@
 #include <unistd.h>
 
 void (*vs_combine_test_hook)(int n_others);
+
+/* This process's pid, kept by a fork handler: submit checks on every
+ * push that its slot was claimed by this process and not inherited
+ * through fork, and getpid() would be one system call more each time. */
+static pid_t self_pid;
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
+
+static void
+refresh_self_pid(void)
+{
+	self_pid = getpid();
+}
+
+static void
+init_self_pid(void)
+{
+	refresh_self_pid();
+	/* Without the handler a child would compare against its
+	 * parent's pid: then fall back to asking every time. */
+	if (pthread_atfork(NULL, NULL, refresh_self_pid) != 0)
+		self_pid = 0;
+}
+
+static pid_t
+my_pid(void)
+{
+	(void)pthread_once(&self_once, init_self_pid);
+	return self_pid != 0 ? self_pid : getpid();
+}
 
 #define COMBINE_MAGIC 0x56534331u	/* "VSC1": this layout */
 #define COMBINE_BATCH_MAX 16
@@ -195,7 +225,7 @@ vs_combine_open(struct vs_combine *cb, const char *db_path)
 			    strerror(errno));
 		return;
 	}
-	cb->pid = getpid();
+	cb->pid = my_pid();
 	cb->slot = claim_slot(cb->shm, cb->pid);
 	if (cb->slot < 0)
 		vs_log_warn("db: every commit-table slot is in use; committing alone");
@@ -225,7 +255,7 @@ vs_combine_close(struct vs_combine *cb)
 			    (unsigned long long)cb->led,
 			    (unsigned long long)cb->ran_for_others,
 			    (unsigned long long)cb->answered_by_others);
-	if (cb->slot >= 0 && cb->pid == getpid()) {
+	if (cb->slot >= 0 && cb->pid == my_pid()) {
 		int32_t me = cb->pid;
 
 		/* Only an idle slot is ours to give back: submit never
@@ -495,7 +525,7 @@ vs_combine_submit(struct vs_combine *cb, struct vs_db *db,
 	bool got;
 
 	*top = 0;
-	if (s == NULL || cb->slot < 0 || cb->pid != getpid() ||
+	if (s == NULL || cb->slot < 0 || cb->pid != my_pid() ||
 	    db->tx_depth != 0 || db->wlock.shm == NULL || db->wlock.held ||
 	    vs_wlock_storage_failed(&db->wlock))
 		return VS_COMBINE_SELF;

@@ -2566,6 +2566,42 @@ exit_code(pid_t pid)
 	return WEXITSTATUS(st);
 }
 
+static enum vs_combine_step
+never_run(void *arg, struct vs_db *d, const struct vs_combine_item *it,
+	  struct vs_response *res, int64_t *top)
+{
+	(void)arg; (void)d; (void)it; (void)res; (void)top;
+	_exit(5);
+}
+
+/* A process forked after its parent opened the table must not submit
+ * through the parent's slot (its answer would reach the parent): it
+ * commits alone. The process's pid is cached, so this checks that the
+ * cache follows fork. */
+START_TEST(test_combine_slot_is_not_inherited_by_fork)
+{
+	pid_t pid;
+
+	ck_assert_int_ge(db.combine.slot, 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct vs_combine_item it = {
+			.user = U_BOB, .vault = "v", .device = "d",
+			.body = "{}", .len = 2,
+		};
+		struct vs_response res;
+		int64_t top;
+
+		vs_res_init(&res);
+		_exit(vs_combine_submit(&db.combine, &db, &it, never_run, NULL,
+					&res, &top) == VS_COMBINE_SELF ? 0 : 6);
+	}
+	ck_assert_int_eq(exit_code(pid), 0);
+	ck_assert_int_eq(vs_combine_pending(&db.combine), 0);
+}
+END_TEST
+
 /* Two pushing children made to wait on the writer queue together: the
  * parent holds the queue through a connection of its own until both
  * requests sit in the table, then lets go. */
@@ -2807,6 +2843,7 @@ sync_suite(void)
 	tcase_add_test(tm, test_combine_two_pushes_one_commit);
 	tcase_add_test(tm, test_combine_refusal_stays_in_its_savepoint);
 	tcase_add_test(tm, test_combine_leader_dies);
+	tcase_add_test(tm, test_combine_slot_is_not_inherited_by_fork);
 	suite_add_tcase(s, tm);
 
 	tcase_add_checked_fixture(tl, setup_legacy, teardown);
