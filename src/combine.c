@@ -158,14 +158,17 @@ init_table(void *p)
 	return true;
 }
 
-/* The table's name carries its size, so a server of another layout
- * (an upgrade while the old workers still run) never maps this one. */
+/* The table's name carries its size and a protocol version, so a server
+ * of another layout or protocol (an upgrade while the old workers still
+ * run) never maps this one. Version 2: a leader numbers its commit in
+ * the writer queue's object before it answers (writelock.h), and a
+ * follower relies on that number; a version-1 leader does not. */
 static bool
 table_name(const char *db_path, char *name, size_t size)
 {
 	char kind[32];
 
-	snprintf(kind, sizeof(kind), "combine1-%zx",
+	snprintf(kind, sizeof(kind), "combine2-%zx",
 		 sizeof(struct vs_combine_shared));
 	return vs_shm_name(db_path, kind, name, size);
 }

@@ -559,6 +559,15 @@ sync_gen(struct vs_db *db, uint64_t gen)
 {
 	if (!db->sync_after_commit)
 		return VS_DB_OK;	/* FULL synced inside the commit */
+	/* A WAL flush or checkpoint sync of this process failed where
+	 * no caller saw it: another writer's fsync cannot vouch for our
+	 * commits, nor ours for theirs. */
+	if (vs_walbuf_io_failed() && !vs_wlock_storage_failed(&db->wlock)) {
+		vs_wlock_mark_storage_failed(&db->wlock);
+		vs_log_error("db: a WAL or checkpoint write failed: no write is"
+			     " acknowledged any more; check the disk, then"
+			     " restart the server");
+	}
 	if (vs_wlock_storage_failed(&db->wlock))
 		return VS_DB_ERROR;	/* logged when it happened */
 	if (!vs_wlock_sync(&db->wlock, gen, sync_wal_file, db)) {

@@ -100,6 +100,14 @@ static struct wb_vfs vfs_tab[MAX_VFS];
  * that uses the connection, and this server has one thread. */
 static struct wb_db *open_dbs;
 static unsigned long writes_below;
+/* A failure no caller could see (vs_walbuf_io_failed). */
+static bool io_failed;
+
+bool
+vs_walbuf_io_failed(void)
+{
+	return io_failed;
+}
 
 unsigned long
 vs_walbuf_writes_below(void)
@@ -151,8 +159,10 @@ static void
 flush_or_fail(struct wb_file *f)
 {
 	f->commit_pending = false;
-	if (flush(f) != SQLITE_OK)
+	if (flush(f) != SQLITE_OK) {
 		f->failed = true;
+		io_failed = true;
+	}
 }
 
 static int
@@ -264,6 +274,13 @@ map_wal(struct wb_file *f, const char *name)
 
 	f->map = NULL;
 	f->map_fd = open(name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (f->map_fd >= 0 && f->map_fd < 3) {
+		/* a closed standard descriptor: never reuse its number */
+		int hi = fcntl(f->map_fd, F_DUPFD_CLOEXEC, 3);
+
+		(void)close(f->map_fd);
+		f->map_fd = hi;
+	}
 	if (f->map_fd < 0)
 		return;
 	if (fstat(f->map_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -316,7 +333,16 @@ wal_sync(sqlite3_file *file, int flags)
 
 	if (f->failed)
 		return SQLITE_IOERR_FSYNC;	/* what it should cover is lost */
-	return rc != SQLITE_OK ? rc : f->real->pMethods->xSync(f->real, flags);
+	if (rc == SQLITE_OK)
+		rc = f->real->pMethods->xSync(f->real, flags);
+	if (rc != SQLITE_OK) {
+		/* Linux reports a failed fsync once: a later one of the same
+		 * file would succeed without the lost pages. SQLite's own
+		 * checkpoint ignores this result, so it is kept here. */
+		f->failed = true;
+		io_failed = true;
+	}
+	return rc;
 }
 
 static int
@@ -445,7 +471,13 @@ db_truncate(sqlite3_file *file, sqlite3_int64 size)
 static int
 db_sync(sqlite3_file *file, int flags)
 {
-	return DR(file)->pMethods->xSync(DR(file), flags);
+	int rc = DR(file)->pMethods->xSync(DR(file), flags);
+
+	/* A checkpoint's sync of the database: its pages may be lost while
+	 * the WAL that held them is about to be reused. */
+	if (rc != SQLITE_OK)
+		io_failed = true;
+	return rc;
 }
 
 static int

@@ -33,6 +33,8 @@
 #ifndef VS_WALBUF_H
 #define VS_WALBUF_H
 
+#include <stdbool.h>
+
 #define VS_WALBUF_VFS "verstak-walbuf"
 
 /*
@@ -41,6 +43,11 @@
  * SQLite result code.
  */
 int vs_walbuf_register(const char *below);
+
+/* True once a WAL flush that could not report its error, or a sync
+ * whose result SQLite may drop (its automatic checkpoint's), failed in
+ * this process: db.c then treats the storage as failed. */
+bool vs_walbuf_io_failed(void);
 
 /* How many WAL writes reached the VFS below, for tests and statistics. */
 unsigned long vs_walbuf_writes_below(void);

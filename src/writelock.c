@@ -224,6 +224,8 @@ vs_wlock_reset(struct vs_wlock *w)
 		return;
 	__atomic_store_n(&w->shm->durable_seq, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&w->shm->storage_failed, 0, __ATOMIC_RELEASE);
+	/* a process that died waiting left its count behind */
+	__atomic_store_n(&w->shm->waiters, 0, __ATOMIC_RELEASE);
 }
 
 void

@@ -97,7 +97,7 @@ void vs_wlock_mark_storage_failed(struct vs_wlock *w);
  * Workers publish the watermark again from the database (sync.c). */
 void vs_wlock_reset(struct vs_wlock *w);
 
-/* The name of a shared object of kind ("wlock4", "combine1"...) for the
+/* The name of a shared object of kind ("wlock4", "combine2"...) for the
  * database at db_path: one per database file (device, inode) and user,
  * so two data directories never share one and a copied file does not
  * inherit the original's. */

@@ -96,7 +96,7 @@ def remove_writer_queue(db_path):
         return
     tail = f"-{st.st_dev:x}-{st.st_ino:x}-{os.getuid()}"
     for name in (glob.glob(f"/dev/shm/verstak-wlock4{tail}") +
-                 glob.glob(f"/dev/shm/verstak-combine1-*{tail}")):
+                 glob.glob(f"/dev/shm/verstak-combine2-*{tail}")):
         try:
             os.unlink(name)
         except OSError:

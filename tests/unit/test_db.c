@@ -1188,11 +1188,8 @@ START_TEST(test_sync_shares_a_covering_fsync)
 
 	make_tmpdir();
 	open_migrated(&db);
-	if (db.wlock.shm == NULL) {
-		vs_db_close(&db);
-		rm_tmpdir();
-		return;	/* no shared object: every commit syncs itself */
-	}
+	/* workers refuse to start without it (worker.c) */
+	ck_assert_ptr_nonnull(db.wlock.shm);
 	gen = vs_wlock_note_commit(&db.wlock);
 	ck_assert_uint_gt(gen, 0);
 	pid = start_other_sync(0, true, false, &os.fd);	/* claims >= gen */
@@ -1225,11 +1222,7 @@ START_TEST(test_sync_never_waits_for_an_older_fsync)
 
 	make_tmpdir();
 	open_migrated(&db);
-	if (db.wlock.shm == NULL) {
-		vs_db_close(&db);
-		rm_tmpdir();
-		return;
-	}
+	ck_assert_ptr_nonnull(db.wlock.shm);
 	pid = start_other_sync(0, true, false, &os.fd);
 	gen = vs_wlock_note_commit(&db.wlock);	/* after its claim */
 	ck_assert(vs_wlock_sync(&db.wlock, gen, own_sync_fn, &os));
@@ -1253,11 +1246,7 @@ START_TEST(test_sync_failure_reaches_the_waiters)
 
 	make_tmpdir();
 	open_migrated(&db);
-	if (db.wlock.shm == NULL) {
-		vs_db_close(&db);
-		rm_tmpdir();
-		return;
-	}
+	ck_assert_ptr_nonnull(db.wlock.shm);
 	gen = vs_wlock_note_commit(&db.wlock);
 	pid = start_other_sync(0, false, false, &os.fd);
 	ck_assert(!vs_wlock_sync(&db.wlock, gen, own_sync_fn, &os));
@@ -1282,11 +1271,7 @@ START_TEST(test_sync_outlives_a_dead_syncer)
 
 	make_tmpdir();
 	open_migrated(&db);
-	if (db.wlock.shm == NULL) {
-		vs_db_close(&db);
-		rm_tmpdir();
-		return;
-	}
+	ck_assert_ptr_nonnull(db.wlock.shm);
 	gen = vs_wlock_note_commit(&db.wlock);
 	pid = start_other_sync(0, true, true, &os.fd);
 	reap(pid, 0);
@@ -1308,11 +1293,7 @@ START_TEST(test_write_commits_are_numbered)
 
 	make_tmpdir();
 	open_migrated(&db);
-	if (db.wlock.shm == NULL) {
-		vs_db_close(&db);
-		rm_tmpdir();
-		return;
-	}
+	ck_assert_ptr_nonnull(db.wlock.shm);
 	g0 = vs_wlock_commit_gen(&db.wlock);
 	ck_assert_int_eq(vs_db_begin_write(&db), VS_DB_OK);
 	ck_assert_int_eq(vs_db_commit(&db), VS_DB_OK);

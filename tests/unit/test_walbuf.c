@@ -37,6 +37,7 @@ static sqlite3_vfs fault_vfs;
 static unsigned long wal_writes;	/* xWrite calls on WAL files */
 static bool fail_wal_writes;		/* they answer SQLITE_IOERR_WRITE */
 static unsigned long wal_reads;		/* xRead calls on WAL files */
+static bool fail_wal_syncs;		/* they answer SQLITE_IOERR_FSYNC */
 
 struct ff_file {
 	sqlite3_file base;
@@ -81,6 +82,8 @@ ff_truncate(sqlite3_file *f, sqlite3_int64 size)
 static int
 ff_sync(sqlite3_file *f, int flags)
 {
+	if (((struct ff_file *)f)->wal && fail_wal_syncs)
+		return SQLITE_IOERR_FSYNC;
 	return R(f)->pMethods->xSync(R(f), flags);
 }
 
@@ -686,6 +689,36 @@ START_TEST(test_read_past_a_cut_wal_is_short)
 }
 END_TEST
 
+/* SQLite's own checkpoint drops the result of its WAL fsync. A failure
+ * there is kept: the WAL's later syncs fail too (Linux would let the
+ * next one succeed without the lost pages), and the process reports
+ * it to db.c, which stops acknowledging writes. */
+START_TEST(test_a_dropped_sync_failure_is_kept)
+{
+	sqlite3 *h = open_db(WALBUF_OVER_FAULT);
+	sqlite3_file *wal = NULL;
+
+	make_schema(h);
+	for (int i = 0; i < 20; i++)
+		insert_row(h, i, 0);
+	ck_assert(!vs_walbuf_io_failed());
+	fail_wal_syncs = true;
+	/* the result reaches SQLite here, but not through its automatic
+	 * checkpoint, which runs the same code */
+	(void)sqlite3_exec(h, "PRAGMA wal_checkpoint(PASSIVE)", NULL, NULL,
+			   NULL);
+	fail_wal_syncs = false;
+	ck_assert(vs_walbuf_io_failed());
+	ck_assert_int_eq(sqlite3_file_control(h, "main",
+					      SQLITE_FCNTL_JOURNAL_POINTER,
+					      &wal), SQLITE_OK);
+	ck_assert_ptr_nonnull(wal);
+	ck_assert_int_ne(wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL),
+			 SQLITE_OK);
+	sqlite3_close(h);
+}
+END_TEST
+
 START_TEST(test_register)
 {
 	ck_assert_int_eq(vs_walbuf_register(FAULT_VFS), SQLITE_OK);
@@ -715,6 +748,7 @@ walbuf_suite(void)
 	tcase_add_test(tc, test_full_sync_padding);
 	tcase_add_test(tc, test_frames_are_read_through_the_mapping);
 	tcase_add_test(tc, test_read_past_a_cut_wal_is_short);
+	tcase_add_test(tc, test_a_dropped_sync_failure_is_kept);
 	tcase_add_test(tc, test_register);
 	suite_add_tcase(s, tc);
 	return s;
