@@ -273,6 +273,14 @@ vs_wlock_commit_gen(const struct vs_wlock *w)
 	return __atomic_load_n(&w->shm->commit_gen, __ATOMIC_SEQ_CST);
 }
 
+uint64_t
+vs_wlock_synced_gen(const struct vs_wlock *w)
+{
+	if (w->shm == NULL)
+		return 0;
+	return __atomic_load_n(&w->shm->synced, __ATOMIC_SEQ_CST);
+}
+
 static void
 raise_u64(uint64_t *p, uint64_t v)
 {

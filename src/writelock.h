@@ -75,6 +75,8 @@ void vs_wlock_raise_durable_seq(struct vs_wlock *w, int64_t seq);
 typedef bool (*vs_wlock_sync_fn)(void *arg);
 uint64_t vs_wlock_note_commit(struct vs_wlock *w);
 uint64_t vs_wlock_commit_gen(const struct vs_wlock *w);
+/* The highest generation an fsync that ended well covered (tests). */
+uint64_t vs_wlock_synced_gen(const struct vs_wlock *w);
 bool vs_wlock_sync(struct vs_wlock *w, uint64_t gen, vs_wlock_sync_fn fn,
 		   void *arg);
 /* Removes the shared object of the database at db_path. Only when no

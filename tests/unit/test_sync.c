@@ -2670,6 +2670,12 @@ START_TEST(test_combine_two_pushes_one_commit)
 			       " op_id = 'comb-b' AND user_id = '" U_BOB "'"
 			       " AND device_id = 'dev_b1'", NULL), 1);
 	ck_assert_int_eq(vs_combine_pending(&db.combine), 0);
+	/* Both were answered only after an fsync that covered the batch's
+	 * commit, the last one made: one of theirs, or one they waited
+	 * for (writelock.h). */
+	ck_assert_uint_gt(vs_wlock_commit_gen(&db.wlock), 0);
+	ck_assert_uint_ge(vs_wlock_synced_gen(&db.wlock),
+			  vs_wlock_commit_gen(&db.wlock));
 	vs_db_close(&p.hold);
 }
 END_TEST
