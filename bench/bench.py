@@ -3,9 +3,16 @@
 FastCGI hello-world run in the same pool behind the same generated nginx.
 
 Usage: bench/bench.py [--binary build/bin/verstak-sync-server] [--duration 10]
-                      [--connections 1,16,64] [--workers N]
+                      [--connections 1,16,64] [--workers N] [--repeat N]
+                      [--only TEXT]
 Needs wrk (Debian package wrk). Prints a Markdown table: req/s, ops/s,
 p50/p99 latency and the peak RSS of the workers (VmHWM) for each run.
+With --repeat N the whole plan runs N times in turn (hello-world, then the
+server, each round on fresh stacks), and each cell is the median of the
+rounds, req/s with its lowest and highest: on a shared VM one run can be
+20 % off the next, and a single figure hides that. "% of hello" is the
+median of the per-round ratios, each against the hello-world measured
+minutes before it.
 This is a measurement, not a test: it asserts nothing.
 """
 import argparse
@@ -127,32 +134,22 @@ def seed(stack, n_ops):
     return token, page["server_sequence"], len(r.body)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default=os.path.join(HERE, "..", "build", "bin",
-                                                     "verstak-sync-server"))
-    ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--connections", default="1,16,64")
-    ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--only", default="")
-    args = ap.parse_args()
-    harness.BINARY = os.path.abspath(args.binary)
-    conns = [int(c) for c in args.connections.split(",")]
-    workers = args.workers or 2 * os.cpu_count()  # the stack's default
-    tmp = tempfile.mkdtemp(prefix="vs-bench-")
+def one_round(args, workers, conns, hello):
+    """Runs the plan once; returns [(name, conns, wrk result, ops, hwm)]."""
     rows = []
+    hs = harness.Stack(workers=workers, env={"VERSTAK_WORKER_WRAPPER": hello})
+    hs.start()
     try:
-        hello = build_hello(tmp)
-        hs = harness.Stack(workers=workers, env={"VERSTAK_WORKER_WRAPPER": hello})
-        hs.start()
         base = f"http://127.0.0.1:{hs.port}"
         for c in conns:
             r = wrk(base + "/hello", c, args.duration)
             rows.append(("FastCGI hello-world", c, r, 1, worker_hwm_kib(hs)))
+    finally:
         hs.cleanup()
 
-        s = harness.Stack(workers=workers)
-        s.start()
+    s = harness.Stack(workers=workers)
+    s.start()
+    try:
         token, cursor, page_bytes = seed(s, 100)
         base = f"http://127.0.0.1:{s.port}"
         env = {"VS_TOKEN": token}
@@ -175,19 +172,72 @@ def main():
                     # Acknowledged is not enough: count what was stored.
                     r["stored_per_s"] = (stored_ops(s) - before) / args.duration
                 rows.append((name, c, r, ops, worker_hwm_kib(s)))
+    finally:
         s.cleanup()
+    return rows
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(HERE, "..", "build", "bin",
+                                                     "verstak-sync-server"))
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", default="1,16,64")
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    harness.BINARY = os.path.abspath(args.binary)
+    conns = [int(c) for c in args.connections.split(",")]
+    workers = args.workers or 2 * os.cpu_count()  # the stack's default
+    tmp = tempfile.mkdtemp(prefix="vs-bench-")
+    rounds = []
+    try:
+        hello = build_hello(tmp)
+        for i in range(max(1, args.repeat)):
+            rounds.append(one_round(args, workers, conns, hello))
+            if args.repeat > 1:
+                print(f"round {i + 1} of {args.repeat} done", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    hello_rps = {c: r["rps"] for n, c, r, _, _ in rows if n.startswith("FastCGI")}
-    print(f"\n{workers} workers, {os.cpu_count()} cores, {args.duration} s per run\n")
+    # Cells of one (scenario, conns) across rounds, in the first round's order.
+    keys = [(n, c) for n, c, _, _, _ in rounds[0]]
+    cell = {k: [] for k in keys}
+    for rows in rounds:
+        hello_rps = {c: r["rps"] for n, c, r, _, _ in rows if n.startswith("FastCGI")}
+        for name, c, r, ops, hwm in rows:
+            ratio = 100.0 * r["rps"] / hello_rps[c] if hello_rps.get(c) else 0
+            cell[(name, c)].append((r, ops, hwm, ratio))
+
+    n = len(rounds)
+    print(f"\n{workers} workers, {os.cpu_count()} cores, {args.duration} s per run"
+          + (f", median of {n} rounds (req/s: lowest-highest)" if n > 1 else "") + "\n")
     print("| scenario | conns | req/s | ops/s | ops stored/s | % of hello | p50 ms | p99 ms | non-2xx | peak worker RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, c, r, ops, hwm in rows:
-        pct = 100.0 * r["rps"] / hello_rps[c] if hello_rps.get(c) else 0
-        stored = f"{r['stored_per_s']:.0f}" if "stored_per_s" in r else ""
-        print(f"| {name} | {c} | {r['rps']:.0f} | {r['rps'] * ops:.0f} | {stored} | {pct:.0f}% | "
-              f"{r['p50']:.2f} | {r['p99']:.2f} | {r['non2xx']} | {hwm / 1024:.1f} |")
+    for name, c in keys:
+        cs = cell[(name, c)]
+        ops = cs[0][1]
+        rps = median([r["rps"] for r, _, _, _ in cs])
+        rps_txt = f"{rps:.0f}"
+        if n > 1:
+            rps_txt += f" ({min(r['rps'] for r, _, _, _ in cs):.0f}-{max(r['rps'] for r, _, _, _ in cs):.0f})"
+        stored = ""
+        if "stored_per_s" in cs[0][0]:
+            stored = f"{median([r['stored_per_s'] for r, _, _, _ in cs]):.0f}"
+        pct = median([x for _, _, _, x in cs])
+        p50 = median([r["p50"] for r, _, _, _ in cs])
+        p99 = median([r["p99"] for r, _, _, _ in cs])
+        non2xx = sum(r["non2xx"] for r, _, _, _ in cs)
+        hwm = max(h for _, _, h, _ in cs)
+        print(f"| {name} | {c} | {rps_txt} | {rps * ops:.0f} | {stored} | {pct:.0f}% | "
+              f"{p50:.2f} | {p99:.2f} | {non2xx} | {hwm / 1024:.1f} |")
 
 
 if __name__ == "__main__":
