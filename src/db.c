@@ -570,6 +570,15 @@ sync_gen(struct vs_db *db, uint64_t gen)
 	}
 	if (vs_wlock_storage_failed(&db->wlock))
 		return VS_DB_ERROR;	/* logged when it happened */
+	if (db->deferring) {
+		/* vs_db_settle syncs before the answer leaves. */
+		db->pending = true;
+		if (gen == 0)
+			db->pending_force = true;
+		else if (gen > db->pending_gen)
+			db->pending_gen = gen;
+		return VS_DB_OK;
+	}
 	if (!vs_wlock_sync(&db->wlock, gen, sync_wal_file, db)) {
 		if (vs_wlock_storage_failed(&db->wlock))
 			vs_log_error("db: a WAL fsync failed: no write is"
@@ -590,6 +599,57 @@ enum vs_db_status
 vs_db_sync_seen(struct vs_db *db)
 {
 	return sync_gen(db, vs_wlock_commit_gen(&db->wlock));
+}
+
+void
+vs_db_defer_begin(struct vs_db *db)
+{
+	db->deferring = db->may_defer;
+}
+
+void
+vs_db_defer_end(struct vs_db *db)
+{
+	db->deferring = false;
+}
+
+bool
+vs_db_has_pending(const struct vs_db *db)
+{
+	return db->pending;
+}
+
+enum vs_db_status
+vs_db_settle(struct vs_db *db)
+{
+	uint64_t gen = db->pending_force ? 0 : db->pending_gen;
+	int64_t top = db->pending_top;
+	enum vs_db_status s;
+
+	if (!db->pending)
+		return VS_DB_OK;
+	db->deferring = false;
+	db->pending = db->pending_force = false;
+	db->pending_gen = 0;
+	db->pending_top = 0;
+	/* gen 0 claims every commit numbered by now, so it covers the
+	 * recorded generations too. */
+	s = sync_gen(db, gen);
+	if (s == VS_DB_OK && top > 0)
+		vs_wlock_raise_durable_seq(&db->wlock, top);
+	return s;
+}
+
+void
+vs_db_publish_durable(struct vs_db *db, int64_t top)
+{
+	/* Not pending (FULL, or nothing written): durable already. */
+	if (db->deferring && db->pending) {
+		if (top > db->pending_top)
+			db->pending_top = top;
+		return;
+	}
+	vs_wlock_raise_durable_seq(&db->wlock, top);
 }
 
 void

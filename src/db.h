@@ -52,6 +52,15 @@ struct vs_db {
 	uint64_t busy_start_ns;
 	unsigned busy_sleep_us;
 	uint64_t busy_rng;
+	/* Deferred syncs (vs_db_defer_begin): what the held-back answers
+	 * wait for. pending_force: one of them needs an fsync of its own
+	 * (gen 0); else pending_gen is the highest generation to cover. */
+	bool may_defer;
+	bool deferring;
+	bool pending;
+	bool pending_force;
+	uint64_t pending_gen;
+	int64_t pending_top;
 };
 
 /* Default total time one lock acquisition may wait before VS_DB_BUSY. */
@@ -85,7 +94,8 @@ int vs_db_user_version(struct vs_db *db);
 enum vs_db_status vs_db_begin_write(struct vs_db *db);
 enum vs_db_status vs_db_begin_read(struct vs_db *db);
 /* A write transaction's commit returns only once it is on stable
- * storage (vs_db_sync); read transactions just end. */
+ * storage (vs_db_sync), or, deferred, once vs_db_settle is owed; read
+ * transactions just end. */
 enum vs_db_status vs_db_commit(struct vs_db *db);
 /* Makes every transaction committed so far, by any process, durable
  * (an fsync of the WAL; a no-op at FULL). */
@@ -94,6 +104,26 @@ enum vs_db_status vs_db_sync(struct vs_db *db);
  * (vs_db_commit_keep_queue numbers its commit before any answer leaves):
  * may share a running fsync of another writer instead of its own. */
 enum vs_db_status vs_db_sync_seen(struct vs_db *db);
+/*
+ * Deferred syncs: the worker's group commit (worker.c). A worker that can
+ * hold an answer back sets may_defer for the request; the handler brackets
+ * its writes with vs_db_defer_begin/_end. In between, the fsync a commit
+ * or vs_db_sync* would make, and the watermark vs_db_publish_durable would
+ * raise, are only recorded, and the worker must not send the answer
+ * before vs_db_settle has made them durable: several requests' commits
+ * then share one fsync. Without may_defer both calls change nothing.
+ */
+void vs_db_defer_begin(struct vs_db *db);
+void vs_db_defer_end(struct vs_db *db);
+/* Whether an answer of this process waits for vs_db_settle. */
+bool vs_db_has_pending(const struct vs_db *db);
+/* Syncs what was deferred (one fsync, or a share of another writer's)
+ * and publishes the watermark; on failure nothing is published and every
+ * held-back answer must become an error. */
+enum vs_db_status vs_db_settle(struct vs_db *db);
+/* Raises the shared durable watermark (writelock.h) to top: now, or at
+ * vs_db_settle when this request's syncs are deferred. */
+void vs_db_publish_durable(struct vs_db *db, int64_t top);
 /* After a failed fsync of data a commit depends on (the WAL, a blob's
  * directory): every process refuses writes from now on (writelock.h). */
 void vs_db_storage_failed(struct vs_db *db);

@@ -1107,7 +1107,7 @@ publish_durable(struct vs_db *db, struct vs_response *res, int64_t top,
 		answer_db_status(res, s);
 		return;
 	}
-	vs_wlock_raise_durable_seq(&db->wlock, top);
+	vs_db_publish_durable(db, top);
 }
 
 static void
@@ -1145,7 +1145,7 @@ push_execute(struct vs_db *db, const struct vs_scope *sc,
 		answer_db_status(res, s);
 		goto out;
 	}
-	vs_wlock_raise_durable_seq(&db->wlock, c.top_seq);
+	vs_db_publish_durable(db, c.top_seq);
 	if (!LIT(&res->body, "\n"))
 		/* Committed, but the answer cannot be built; the client's
 		 * retry is answered as a same-scope duplicate. */
@@ -1256,8 +1256,12 @@ vs_sync_push(struct vs_db *db, const struct vs_limits *lim,
 		answer_err(res, e);
 		goto out;
 	}
+	/* The worker may hold the answer back and sync it together with
+	 * its next requests' (vs_db_defer_begin). */
+	vs_db_defer_begin(db);
 	if (!push_combined(db, lim, sc, body, len, &req, res))
 		push_execute(db, sc, &req, res);
+	vs_db_defer_end(db);
 out:
 	push_req_free(&req);
 }

@@ -3,10 +3,22 @@
  *
  * Signals: a stop request must never interrupt a request half-way (a
  * push must commit or roll back, not die between the two), yet an idle
- * worker blocked in accept() must leave at once. So SIGTERM/SIGINT are
- * blocked while a request is handled and unblocked only around accept;
- * if one arrives while we wait there, the handler jumps out of the
- * accept (nothing of libfcgi's state is used afterwards: we exit).
+ * worker must leave at once. So SIGTERM/SIGINT stay blocked, except
+ * inside epoll_pwait, where an idle worker waits for a connection; a
+ * busy one looks at its pending signals before each accept.
+ *
+ * Accepting: the listening socket is non-blocking and this file accepts
+ * (accept4), then hands the connection to libfcgi, whose own accept is
+ * never used (its request has no listening socket). Idle workers wait in
+ * epoll with EPOLLEXCLUSIVE, so one connection wakes one worker.
+ *
+ * Group commit: a push whose fsync the db module deferred (db.h,
+ * vs_db_defer_begin) is parked with its answer, and the worker accepts
+ * the next connection that is already waiting; when none is, or
+ * PARK_MAX answers wait, one vs_db_settle makes all their commits
+ * durable and the answers go out (or, if that fsync failed, 500s). A
+ * worker never waits for a new connection with an answer parked, so a
+ * parked answer waits for no more than the requests already queued.
  */
 #include "worker.h"
 #include "app.h"
@@ -21,13 +33,14 @@
 #include <errno.h>
 #include <fastcgi.h>
 #include <fcgiapp.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,19 +50,19 @@
  * released so one large answer does not pin memory for the worker's life. */
 #define KEEP_BUFFER_BYTES (1u << 20)
 
+/* How many answers may wait for one shared fsync (see the top). */
+#define PARK_MAX 8
+
 static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t in_accept;
-static sigjmp_buf accept_jmp;
+/* For the log line at exit: answers held back, and the settles that
+ * sent them. */
+static unsigned long long n_parked, n_settles;
 
 static void
 on_stop_signal(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-	if (in_accept) {
-		in_accept = 0;
-		siglongjmp(accept_jmp, 1);
-	}
 }
 
 static bool
@@ -60,7 +73,7 @@ install_signals(sigset_t *stopset)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_stop_signal;
 	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = 0;	/* no SA_RESTART: accept must return */
+	sa.sa_flags = 0;	/* no SA_RESTART: epoll_pwait must return */
 	if (sigaction(SIGTERM, &sa, NULL) != 0 ||
 	    sigaction(SIGINT, &sa, NULL) != 0)
 		return false;
@@ -340,22 +353,32 @@ fcgi_put_all(FCGX_Request *freq, const struct vs_buf *head,
 		(int)body->len);
 }
 
+/* One request and its answer; PARK_MAX of them can wait at once. */
+struct slot {
+	FCGX_Request freq;
+	struct vs_response res;
+	struct vs_buf out;
+	bool body_eof;	/* the request body was read to its end */
+};
+
+/* Routes the request and leaves its answer in sl->res; the body is read
+ * to its end unless the upload pool answers first. */
 static void
-serve_one(struct vs_app *app, FCGX_Request *freq, struct vs_response *res,
-	  struct vs_buf *out, bool upload_pool)
+handle_one(struct vs_app *app, struct slot *sl, bool upload_pool)
 {
-	struct vs_request_source src = { fcgi_param, fcgi_read, freq };
+	struct vs_request_source src = { fcgi_param, fcgi_read, &sl->freq };
 	struct vs_request req;
 	struct vs_ctx ctx;
 
-	vs_res_reset(res);
-	vs_buf_reset(out);
+	vs_res_reset(&sl->res);
+	vs_buf_reset(&sl->out);
+	sl->body_eof = true;
 	if (!vs_request_init(&req, &src, app->trusted, app->ntrusted)) {
-		vs_res_internal(res);
+		vs_res_internal(&sl->res);
 	} else {
 		ctx.app = app;
 		ctx.req = &req;
-		ctx.res = res;
+		ctx.res = &sl->res;
 		vs_route(&ctx);
 		if (app->db.tx_depth > 0) {
 			/* A handler returned with a transaction open: never
@@ -370,13 +393,25 @@ serve_one(struct vs_app *app, FCGX_Request *freq, struct vs_response *res,
 	 * pool answers first instead (answer_then_linger). */
 	if (!upload_pool || req.body_eof)
 		vs_request_drain(&req, drain_limit(app));
-	if (res->body.oom || res->headers.oom) {
-		vs_res_reset(res);
-		vs_res_internal(res);
+	sl->body_eof = req.body_eof;
+	if (sl->res.body.oom || sl->res.headers.oom) {
+		vs_res_reset(&sl->res);
+		vs_res_internal(&sl->res);
 	}
+	vs_request_free(&req);
+}
+
+/* Writes sl's answer and ends its request. */
+static void
+send_one(struct slot *sl, bool upload_pool)
+{
+	FCGX_Request *freq = &sl->freq;
+	struct vs_response *res = &sl->res;
+	struct vs_buf *out = &sl->out;
+
 	if (!vs_res_head(res, out)) {
 		vs_log_error("out of memory writing a response");
-	} else if (upload_pool && !req.body_eof && fits_records(out, &res->body)) {
+	} else if (upload_pool && !sl->body_eof && fits_records(out, &res->body)) {
 		if (!answer_then_linger(freq, out, &res->body))
 			vs_log_warn("client went away before the response was written");
 	} else if (!fits_records(out, &res->body)) {
@@ -390,23 +425,144 @@ serve_one(struct vs_app *app, FCGX_Request *freq, struct vs_response *res,
 		if (fast)
 			finish_fast(freq);
 	}
-	vs_request_free(&req);
+	FCGX_Finish_r(freq);
+	/* nginx asked to keep the connection (fastcgi_keep_conn): this
+	 * loop accepts a connection per request, so end this one. */
+	if (freq->ipcFd >= 0) {
+		(void)close(freq->ipcFd);
+		freq->ipcFd = -1;
+	}
 	if (res->body.cap > KEEP_BUFFER_BYTES)
 		vs_buf_free(&res->body);
 	if (out->cap > KEEP_BUFFER_BYTES)
 		vs_buf_free(out);
 }
 
+/* Makes the parked answers' commits durable, then sends them: as they
+ * are, or as 500s when the fsync failed (the commits stay, unanswered;
+ * a client's retry is answered as a same-scope duplicate). */
+static void
+settle_parked(struct vs_app *app, struct slot *slots, int *nparked)
+{
+	enum vs_db_status s;
+
+	if (*nparked == 0)
+		return;
+	s = vs_db_settle(&app->db);
+	n_parked += (unsigned long long)*nparked;
+	n_settles++;
+	for (int i = 0; i < *nparked; i++) {
+		if (s != VS_DB_OK) {
+			vs_res_reset(&slots[i].res);
+			vs_res_internal(&slots[i].res);
+		}
+		send_one(&slots[i], false);
+	}
+	*nparked = 0;
+}
+
+static bool
+stop_pending(void)
+{
+	sigset_t p;
+
+	if (stop_requested)
+		return true;
+	if (sigpending(&p) != 0)
+		return false;
+	return sigismember(&p, SIGTERM) == 1 || sigismember(&p, SIGINT) == 1;
+}
+
+enum conn { CONN_GOT, CONN_NONE, CONN_STOP, CONN_FAIL };
+
+/*
+ * The next connection on the listening socket. With may_wait, waits in
+ * epoll_pwait (the only place the stop signals are let in); without,
+ * CONN_NONE when none is waiting. Transient accept failures are retried
+ * (a client gone before we took it; out of descriptors: after a pause).
+ */
+static enum conn
+next_connection(int lfd, int epfd, const sigset_t *waitmask, bool may_wait,
+		int *fd)
+{
+	for (;;) {
+		struct epoll_event ev;
+		int timeout = -1;
+
+		if (stop_pending())
+			return CONN_STOP;
+		*fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (*fd >= 0)
+			return CONN_GOT;
+		switch (errno) {
+		case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+		case EWOULDBLOCK:
+#endif
+			break;
+		case EINTR:
+		case ECONNABORTED:
+		case EPROTO:
+			continue;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			vs_log_warn("accept: %s; trying again", strerror(errno));
+			timeout = 100;
+			break;
+		default:
+			vs_log_error("accept failed: %s", strerror(errno));
+			return CONN_FAIL;
+		}
+		if (!may_wait)
+			return CONN_NONE;
+		if (epoll_pwait(epfd, &ev, 1, timeout, waitmask) < 0 &&
+		    errno != EINTR) {
+			vs_log_error("epoll_pwait failed: %s", strerror(errno));
+			return CONN_FAIL;
+		}
+	}
+}
+
+/* Makes fd 0 non-blocking and an epoll set that waits on it. */
+static int
+listen_setup(int lfd)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
+	int flags = fcntl(lfd, F_GETFL);
+	int epfd;
+
+	if (flags < 0 || fcntl(lfd, F_SETFL, flags | O_NONBLOCK) != 0)
+		return -1;
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0)
+		return -1;
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) != 0) {
+		(void)close(epfd);
+		return -1;
+	}
+	return epfd;
+}
+
+static void
+slots_free(struct slot *slots, int n)
+{
+	for (int i = 0; i < n; i++) {
+		FCGX_Free(&slots[i].freq, 1);
+		vs_res_free(&slots[i].res);
+		vs_buf_free(&slots[i].out);
+	}
+}
+
 int
 vs_worker_run(const char *data_dir, bool upload_pool)
 {
 	struct vs_app app;
-	FCGX_Request freq;
-	struct vs_response res;
-	struct vs_buf out;
-	sigset_t stopset;
+	struct slot slots[PARK_MAX];
+	sigset_t stopset, waitmask;
 	char err[512];
-	volatile int status = 0;
+	int status = 0, nparked = 0, epfd;
 	int stall_s = vs_worker_stall_seconds();
 
 	vs_log_set_tag(upload_pool ? "verstak-upload" : "verstak-worker");
@@ -414,9 +570,11 @@ vs_worker_run(const char *data_dir, bool upload_pool)
 		vs_log_error("cannot install signal handlers: %s", strerror(errno));
 		return 1;
 	}
-	/* Blocked except while waiting in accept (see the top comment). */
-	if (sigprocmask(SIG_BLOCK, &stopset, NULL) != 0)
+	/* Blocked except inside epoll_pwait (see the top comment). */
+	if (sigprocmask(SIG_BLOCK, &stopset, &waitmask) != 0)
 		return 1;
+	(void)sigdelset(&waitmask, SIGTERM);
+	(void)sigdelset(&waitmask, SIGINT);
 	/* Commit combining is for pushes (combine.h), which nginx never
 	 * sends this pool: its workers leave the commit table's slots to
 	 * the workers that use them. */
@@ -445,49 +603,72 @@ vs_worker_run(const char *data_dir, bool upload_pool)
 		vs_app_close(&app);
 		return 1;
 	}
-	if (FCGX_Init() != 0 || FCGX_InitRequest(&freq, 0, FCGI_FAIL_ACCEPT_ON_INTR) != 0) {
-		vs_log_error("cannot initialise libfcgi");
+	epfd = listen_setup(FCGI_LISTENSOCK_FILENO);
+	if (epfd < 0) {
+		vs_log_error("cannot start: the listening socket (fd 0): %s",
+			     strerror(errno));
 		vs_app_close(&app);
 		return 1;
 	}
-	vs_res_init(&res);
-	vs_buf_init(&out);
+	if (FCGX_Init() != 0) {
+		vs_log_error("cannot initialise libfcgi");
+		(void)close(epfd);
+		vs_app_close(&app);
+		return 1;
+	}
+	for (int i = 0; i < PARK_MAX; i++) {
+		/* No listening socket: libfcgi must never accept by itself
+		 * (a failed request makes it try, and fail at once). */
+		(void)FCGX_InitRequest(&slots[i].freq, -1, 0);
+		vs_res_init(&slots[i].res);
+		vs_buf_init(&slots[i].out);
+	}
 	for (;;) {
-		int rc;
+		struct slot *sl = &slots[nparked];
+		enum conn c;
+		int fd;
 
-		/* No saved mask (one system call less per request): after
-		 * the jump the stop signals stay blocked, as the handler
-		 * ran with them blocked, which is what the exit wants. */
-		if (sigsetjmp(accept_jmp, 0) != 0)
-			break;	/* stop signal while idle */
-		in_accept = 1;
-		if (sigprocmask(SIG_UNBLOCK, &stopset, NULL) != 0) {
-			in_accept = 0;
-			status = 1;
+		c = next_connection(FCGI_LISTENSOCK_FILENO, epfd, &waitmask,
+				    nparked == 0, &fd);
+		if (c == CONN_NONE) {
+			settle_parked(&app, slots, &nparked);
+			vs_retention_tick(&app.db, app.blobs_dir,
+					  &app.cfg.eff.retention);
+			continue;
+		}
+		if (c != CONN_GOT) {
+			status = c == CONN_FAIL;
 			break;
 		}
-		rc = stop_requested ? -1 : FCGX_Accept_r(&freq);
-		in_accept = 0;
-		(void)sigprocmask(SIG_BLOCK, &stopset, NULL);
-		if (stop_requested)
-			break;
-		if (rc < 0) {
-			if (errno == EINTR)
-				continue;
-			vs_log_error("accept failed: %s", strerror(errno));
-			status = 1;
-			break;
+		set_stall_limit(fd, stall_s);
+		sl->freq.ipcFd = fd;
+		/* So that the FCGX_Finish_r inside FCGX_Accept_r leaves the
+		 * descriptor open; the request's own flags replace it. */
+		sl->freq.keepConnection = 1;
+		if (FCGX_Accept_r(&sl->freq) < 0) {
+			/* Not a request (libfcgi closed it): the next one. */
+			sl->freq.ipcFd = -1;
+			continue;
 		}
-		set_stall_limit(freq.ipcFd, stall_s);
-		serve_one(&app, &freq, &res, &out, upload_pool);
-		FCGX_Finish_r(&freq);
+		app.db.may_defer = !upload_pool;
+		handle_one(&app, sl, upload_pool);
+		app.db.may_defer = false;
+		if (vs_db_has_pending(&app.db)) {
+			if (++nparked == PARK_MAX)
+				settle_parked(&app, slots, &nparked);
+			continue;
+		}
+		send_one(sl, upload_pool);
 		/* The answer is out: upkeep here delays no client (D14). */
 		vs_retention_tick(&app.db, app.blobs_dir, &app.cfg.eff.retention);
 	}
-	FCGX_Finish_r(&freq);
-	FCGX_Free(&freq, 0);
-	vs_res_free(&res);
-	vs_buf_free(&out);
+	/* Stopping: what is parked was committed; answer it first. */
+	settle_parked(&app, slots, &nparked);
+	if (n_settles > 0)
+		vs_log_info("group commit: %llu answers held back, sent after %llu"
+			    " syncs", n_parked, n_settles);
+	slots_free(slots, PARK_MAX);
+	(void)close(epfd);
 	vs_tpl_global_free();
 	vs_app_close(&app);
 	return status;

@@ -1,12 +1,17 @@
 /*
- * worker.h - the FastCGI worker: one request at a time, many processes
- * side by side on one listening socket (fd 0, as spawn-fcgi, multiwatch
- * and the local stack hand it over).
+ * worker.h - the FastCGI worker: one request handled at a time, many
+ * processes side by side on one listening socket (fd 0, as spawn-fcgi,
+ * multiwatch and the local stack hand it over; the worker makes it
+ * non-blocking). A push's answer may wait, parked, while the worker
+ * handles the requests already queued behind it, so that their commits
+ * share one fsync (worker.c).
  *
- * Owns: the accept loop, adapting libfcgi to the request layer, writing
- * the response, draining unread bodies, and the graceful stop (SIGTERM
- * or SIGINT: finish the request in hand, then exit).
- * Must never: interpret a route; that is the router's job.
+ * Owns: the accept loop, adapting libfcgi to the request layer, holding
+ * answers back until their commits are durable, writing the response,
+ * draining unread bodies, and the graceful stop (SIGTERM or SIGINT:
+ * finish the request in hand and send the parked answers, then exit).
+ * Must never: interpret a route; that is the router's job; nor send an
+ * answer whose commit vs_db_settle has not made durable.
  */
 #ifndef VS_WORKER_H
 #define VS_WORKER_H

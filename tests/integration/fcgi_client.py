@@ -21,26 +21,30 @@ def _nv(name, value):
     return out + name + value
 
 
+def encode(method, uri, body=b"", headers=None, remote_addr="127.0.0.1"):
+    """The records of one request, as a web server sends them."""
+    params = {"REQUEST_METHOD": method, "REQUEST_URI": uri,
+              "DOCUMENT_URI": uri.split("?")[0],
+              "QUERY_STRING": uri.split("?", 1)[1] if "?" in uri else "",
+              "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": remote_addr,
+              "SERVER_PROTOCOL": "HTTP/1.1"}
+    for k, v in (headers or {}).items():
+        params["HTTP_" + k.upper().replace("-", "_")] = v
+    data = _record(BEGIN_REQUEST, 1, struct.pack(">HB5x", RESPONDER, 0))
+    blob = b"".join(_nv(k.encode(), v.encode()) for k, v in params.items())
+    data += _record(PARAMS, 1, blob) + _record(PARAMS, 1)
+    for i in range(0, len(body), 32768):
+        data += _record(STDIN, 1, body[i:i + 32768])
+    return data + _record(STDIN, 1)
+
+
 def request(path_or_addr, method, uri, body=b"", headers=None, timeout=10):
     """Returns (status, headers dict, body bytes) of one request."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.connect(path_or_addr)
     try:
-        params = {"REQUEST_METHOD": method, "REQUEST_URI": uri,
-                  "DOCUMENT_URI": uri.split("?")[0],
-                  "QUERY_STRING": uri.split("?", 1)[1] if "?" in uri else "",
-                  "CONTENT_LENGTH": str(len(body)), "REMOTE_ADDR": "127.0.0.1",
-                  "SERVER_PROTOCOL": "HTTP/1.1"}
-        for k, v in (headers or {}).items():
-            params["HTTP_" + k.upper().replace("-", "_")] = v
-        data = _record(BEGIN_REQUEST, 1, struct.pack(">HB5x", RESPONDER, 0))
-        blob = b"".join(_nv(k.encode(), v.encode()) for k, v in params.items())
-        data += _record(PARAMS, 1, blob) + _record(PARAMS, 1)
-        for i in range(0, len(body), 32768):
-            data += _record(STDIN, 1, body[i:i + 32768])
-        data += _record(STDIN, 1)
-        s.sendall(data)
+        s.sendall(encode(method, uri, body, headers))
         out = b""
         buf = b""
         while True:

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import SANITIZED, Stack, run_cli, run_tests  # noqa: E402
@@ -49,6 +50,23 @@ def exercise(s):
     assert s.post("/api/v1/sync/pull", {"since_sequence": 0}, headers=tok).status == 200
     assert s.post("/api/v1/sync/pull", {"since_sequence": -1}, headers=tok).status == 400
     assert s.post("/api/auth/test", {"username": "val", "password": "bad-password"}).status == 401
+    # Pushes that queue up behind each other: the worker holds their
+    # answers back and syncs them together (worker.c), so the parked
+    # path and its buffers run under memcheck too.
+    statuses = []
+
+    def pusher(t):
+        for i in range(6):
+            op = {"op_id": f"vgc-{t}-{i}", "entity_type": "file", "entity_id": f"c{t}.md",
+                  "op_type": "update", "payload_json": "{}", "client_sequence": i,
+                  "last_seen_server_seq": 0, "created_at": "x"}
+            statuses.append(s.post("/api/v1/sync/push", {"ops": [op]}, headers=tok).status)
+    threads = [threading.Thread(target=pusher, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 48, statuses
     assert s.post("/api/client/revoke-current", b"", headers=tok).status == 200
 
 
@@ -69,6 +87,11 @@ def test_worker_loop_has_no_leaks_under_valgrind():
         s.start(timeout=90)
         exercise(s)
         assert s.stop() == 0
+        # The one worker logs, when it stops, how many answers it held
+        # back: the queued pushes above must have made it park some.
+        with open(os.path.join(s.tmp, "stack.log"), errors="replace") as f:
+            m = re.search(r"group commit: (\d+) answers held back", f.read())
+        assert m and int(m.group(1)) > 0, "no answer was held back"
         logs = glob.glob(os.path.join(logdir, "vg-*.log"))
         assert logs, "valgrind wrote no log"
         for log in logs:

@@ -1311,6 +1311,121 @@ START_TEST(test_write_commits_are_numbered)
 }
 END_TEST
 
+/* ---- deferred syncs (the worker's group commit, db.h) ---------------- */
+
+/* Deferred, commits make no fsync and publish nothing; one settle covers
+ * them all and only then raises the watermark. */
+START_TEST(test_deferred_commits_wait_for_settle)
+{
+	struct vs_db db;
+	uint64_t g1, g2;
+
+	make_tmpdir();
+	open_migrated(&db);
+	ck_assert_ptr_nonnull(db.wlock.shm);
+	ck_assert(vs_db_settle(&db) == VS_DB_OK);	/* nothing pending */
+	db.may_defer = true;
+	vs_db_defer_begin(&db);
+	ck_assert_int_eq(vs_db_begin_write(&db), VS_DB_OK);
+	ck_assert_int_eq(vs_db_commit(&db), VS_DB_OK);
+	g1 = vs_wlock_commit_gen(&db.wlock);
+	ck_assert(vs_db_has_pending(&db));
+	ck_assert_uint_lt(vs_wlock_synced_gen(&db.wlock), g1);
+	vs_db_publish_durable(&db, 7);
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), 0);
+	ck_assert_int_eq(vs_db_begin_write(&db), VS_DB_OK);
+	ck_assert_int_eq(vs_db_commit(&db), VS_DB_OK);
+	g2 = vs_wlock_commit_gen(&db.wlock);
+	ck_assert_uint_gt(g2, g1);
+	vs_db_publish_durable(&db, 5);	/* a lower top never lowers it */
+	vs_db_defer_end(&db);
+	db.may_defer = false;
+	ck_assert_uint_lt(vs_wlock_synced_gen(&db.wlock), g1);
+	ck_assert_int_eq(vs_db_settle(&db), VS_DB_OK);
+	ck_assert(!vs_db_has_pending(&db));
+	ck_assert_uint_ge(vs_wlock_synced_gen(&db.wlock), g2);
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), 7);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
+/* A sync the handler asks for outright (gen 0: a commit it saw but may
+ * not have numbered) is deferred too, and settled by an fsync that
+ * covers everything committed by then. */
+START_TEST(test_deferred_unconditional_sync)
+{
+	struct vs_db db;
+	uint64_t g;
+
+	make_tmpdir();
+	open_migrated(&db);
+	ck_assert_ptr_nonnull(db.wlock.shm);
+	ck_assert_int_eq(vs_db_begin_write(&db), VS_DB_OK);
+	ck_assert_int_eq(vs_db_commit_keep_queue(&db), VS_DB_OK);
+	vs_db_release_queue(&db);
+	g = vs_wlock_commit_gen(&db.wlock);
+	db.may_defer = true;
+	vs_db_defer_begin(&db);
+	ck_assert_int_eq(vs_db_sync(&db), VS_DB_OK);
+	vs_db_defer_end(&db);
+	ck_assert(vs_db_has_pending(&db));
+	ck_assert_uint_lt(vs_wlock_synced_gen(&db.wlock), g);
+	ck_assert_int_eq(vs_db_settle(&db), VS_DB_OK);
+	ck_assert_uint_ge(vs_wlock_synced_gen(&db.wlock), g);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
+/* Without the worker's leave, the handler's bracket changes nothing: the
+ * commit is synced and the watermark raised before it returns. */
+START_TEST(test_defer_needs_the_workers_leave)
+{
+	struct vs_db db;
+
+	make_tmpdir();
+	open_migrated(&db);
+	ck_assert_ptr_nonnull(db.wlock.shm);
+	vs_db_defer_begin(&db);
+	ck_assert_int_eq(vs_db_begin_write(&db), VS_DB_OK);
+	ck_assert_int_eq(vs_db_commit(&db), VS_DB_OK);
+	ck_assert(!vs_db_has_pending(&db));
+	ck_assert_uint_ge(vs_wlock_synced_gen(&db.wlock),
+			  vs_wlock_commit_gen(&db.wlock));
+	vs_db_publish_durable(&db, 3);
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), 3);
+	vs_db_defer_end(&db);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
+/* Storage that failed while answers were held back: the settle reports
+ * the failure, publishes nothing, and leaves nothing pending. */
+START_TEST(test_settle_after_a_storage_failure)
+{
+	struct vs_db db;
+
+	make_tmpdir();
+	open_migrated(&db);
+	ck_assert_ptr_nonnull(db.wlock.shm);
+	db.may_defer = true;
+	vs_db_defer_begin(&db);
+	ck_assert_int_eq(vs_db_begin_write(&db), VS_DB_OK);
+	ck_assert_int_eq(vs_db_commit(&db), VS_DB_OK);
+	vs_db_publish_durable(&db, 4);
+	vs_db_defer_end(&db);
+	vs_db_storage_failed(&db);	/* another worker's fsync failed */
+	ck_assert_int_eq(vs_db_settle(&db), VS_DB_ERROR);
+	ck_assert(!vs_db_has_pending(&db));
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), 0);
+	vs_db_reset_shared(&db);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 
 static Suite *
@@ -1328,6 +1443,10 @@ db_suite(void)
 	tcase_add_test(tc, test_fixture_unchanged);
 	tcase_add_test(tc, test_legacy_migration);
 	tcase_add_test(tc, test_op_scope_from_device_vault);
+	tcase_add_test(tc, test_deferred_commits_wait_for_settle);
+	tcase_add_test(tc, test_deferred_unconditional_sync);
+	tcase_add_test(tc, test_defer_needs_the_workers_leave);
+	tcase_add_test(tc, test_settle_after_a_storage_failure);
 	tcase_add_test(tc, test_d36_no_repeated_promotion);
 	tcase_add_test(tc, test_transactions);
 	tcase_add_test(tc, test_stmt_cache);
