@@ -577,6 +577,7 @@ sync_gen(struct vs_db *db, uint64_t gen)
 	if (db->deferring) {
 		/* vs_db_settle syncs before the answer leaves. */
 		db->pending = true;
+		db->deferrals++;
 		if (gen == 0)
 			db->pending_force = true;
 		else if (gen > db->pending_gen)
@@ -623,6 +624,12 @@ vs_db_has_pending(const struct vs_db *db)
 	return db->pending;
 }
 
+unsigned long
+vs_db_deferrals(const struct vs_db *db)
+{
+	return db->deferrals;
+}
+
 enum vs_db_status
 vs_db_settle(struct vs_db *db)
 {
@@ -651,6 +658,7 @@ vs_db_publish_durable(struct vs_db *db, int64_t top)
 	if (db->deferring && db->pending) {
 		if (top > db->pending_top)
 			db->pending_top = top;
+		db->deferrals++;
 		return;
 	}
 	vs_wlock_raise_durable_seq(&db->wlock, top);

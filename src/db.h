@@ -61,6 +61,7 @@ struct vs_db {
 	bool pending_force;
 	uint64_t pending_gen;
 	int64_t pending_top;
+	unsigned long deferrals;	/* how many times anything was deferred */
 };
 
 /* Default total time one lock acquisition may wait before VS_DB_BUSY. */
@@ -117,6 +118,9 @@ void vs_db_defer_begin(struct vs_db *db);
 void vs_db_defer_end(struct vs_db *db);
 /* Whether an answer of this process waits for vs_db_settle. */
 bool vs_db_has_pending(const struct vs_db *db);
+/* Grows each time a sync or a watermark is deferred: a request whose
+ * handling changed it must wait for the settle, others need not. */
+unsigned long vs_db_deferrals(const struct vs_db *db);
 /* Syncs what was deferred (one fsync, or a share of another writer's)
  * and publishes the watermark; on failure nothing is published and every
  * held-back answer must become an error. */

@@ -27,7 +27,7 @@ static const struct vs_route routes[] = {
 	  vs_handle_revoke_device },
 	{ "/api/v1/device/register", VS_RT_LEGACY405, "POST",
 	  vs_handle_device_register },
-	{ "/api/v1/sync/push", 0, "POST", vs_handle_push },
+	{ "/api/v1/sync/push", VS_RT_GROUP_COMMIT, "POST", vs_handle_push },
 	{ "/api/v1/sync/pull", 0, "POST", vs_handle_pull },
 	/* Blobs (API.md 3.8): auth before the method, so the handler
 	 * checks the method itself. */
@@ -95,6 +95,25 @@ vs_route_find(const char *path)
 		}
 	}
 	return best;
+}
+
+bool
+vs_route_groups_commits(const char *method, const char *uri)
+{
+	char path[64];
+	size_t n;
+	const struct vs_route *r;
+
+	if (method == NULL || uri == NULL)
+		return false;
+	n = strcspn(uri, "?");
+	if (n >= sizeof(path))
+		return false;
+	memcpy(path, uri, n);
+	path[n] = '\0';
+	r = vs_route_find(path);
+	return r != NULL && (r->flags & VS_RT_GROUP_COMMIT) &&
+	       !(r->flags & VS_RT_SUBTREE) && vs_method_allowed(r->allow, method);
 }
 
 bool

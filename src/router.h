@@ -26,6 +26,7 @@ enum {
 	VS_RT_SUBTREE = 1,    /* path ends in '/', matches everything below */
 	VS_RT_LEGACY405 = 2,  /* 405 body "POST required" */
 	VS_RT_ANY_METHOD = 4, /* the handler checks the method itself */
+	VS_RT_GROUP_COMMIT = 8, /* the worker may group its commits (worker.c) */
 };
 
 struct vs_route {
@@ -39,6 +40,10 @@ struct vs_route {
 const struct vs_route *vs_route_find(const char *path);
 /* True if method is one of the comma-separated list in allow. */
 bool vs_method_allowed(const char *allow, const char *method);
+/* Whether a request with this method and raw REQUEST_URI goes to a
+ * VS_RT_GROUP_COMMIT route. Asked by the worker before the request is
+ * parsed: a path that is not already canonical answers false. */
+bool vs_route_groups_commits(const char *method, const char *uri);
 /* Dispatches one request, filling c->res. */
 void vs_route(struct vs_ctx *c);
 

@@ -4,24 +4,25 @@
  * Signals: a stop request must never interrupt a request half-way (a
  * push must commit or roll back, not die between the two), yet an idle
  * worker must leave at once. So SIGTERM/SIGINT stay blocked, except
- * inside epoll_pwait, where an idle worker waits for a connection; a
- * busy one looks at its pending signals before each accept.
+ * while listener.c waits for a connection; a busy worker looks at its
+ * pending signals before each accept.
  *
- * Accepting: the listening socket is non-blocking and this file accepts
- * (accept4), then hands the connection to libfcgi, whose own accept is
- * never used (its request has no listening socket). Idle workers wait in
- * epoll with EPOLLEXCLUSIVE, so one connection wakes one worker.
+ * Accepting: listener.c accepts; the connection is then handed to
+ * libfcgi, whose own accept is never used (its requests have no
+ * listening socket).
  *
  * Group commit: a push whose fsync the db module deferred (db.h,
  * vs_db_defer_begin) is parked with its answer, and the worker accepts
  * the next connection that is already waiting; when none is, or
  * PARK_MAX answers wait, one vs_db_settle makes all their commits
  * durable and the answers go out (or, if that fsync failed, 500s). A
- * worker never waits for a new connection with an answer parked, so a
- * parked answer waits for no more than the requests already queued.
+ * worker never waits for a new connection with an answer parked, and
+ * settles before it handles a request of any other route, so a parked
+ * answer waits only for pushes that were already queued.
  */
 #include "worker.h"
 #include "app.h"
+#include "listener.h"
 #include "log.h"
 #include "request.h"
 #include "retention.h"
@@ -33,9 +34,7 @@
 #include <errno.h>
 #include <fastcgi.h>
 #include <fcgiapp.h>
-#include <fcntl.h>
 #include <poll.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -438,131 +437,78 @@ send_one(struct slot *sl, bool upload_pool)
 		vs_buf_free(out);
 }
 
+/*
+ * Requests in hand: parked ones wait for the next settle. Slots go from
+ * the free list to a request and back; a parked one stays out until its
+ * settle. PARK_MAX slots: the worker settles as soon as PARK_MAX wait,
+ * so one is always free for the next request.
+ */
+struct slots {
+	struct slot slot[PARK_MAX];
+	struct slot *free[PARK_MAX], *parked[PARK_MAX];
+	int nfree, nparked;
+};
+
+static void
+slots_init(struct slots *sl)
+{
+	memset(sl, 0, sizeof(*sl));
+	for (int i = 0; i < PARK_MAX; i++) {
+		/* No listening socket: libfcgi must never accept by itself
+		 * (a failed request makes it try, and fail at once). */
+		(void)FCGX_InitRequest(&sl->slot[i].freq, -1, 0);
+		vs_res_init(&sl->slot[i].res);
+		vs_buf_init(&sl->slot[i].out);
+		sl->free[sl->nfree++] = &sl->slot[i];
+	}
+}
+
+static void
+slots_free(struct slots *sl)
+{
+	for (int i = 0; i < PARK_MAX; i++) {
+		FCGX_Free(&sl->slot[i].freq, 1);
+		vs_res_free(&sl->slot[i].res);
+		vs_buf_free(&sl->slot[i].out);
+	}
+}
+
 /* Makes the parked answers' commits durable, then sends them: as they
  * are, or as 500s when the fsync failed (the commits stay, unanswered;
- * a client's retry is answered as a same-scope duplicate). */
+ * a client's retry is answered as a same-scope duplicate). Only answers
+ * whose handling deferred something are ever parked. */
 static void
-settle_parked(struct vs_app *app, struct slot *slots, int *nparked)
+settle_parked(struct vs_app *app, struct slots *sl)
 {
 	enum vs_db_status s;
 
-	if (*nparked == 0)
+	if (sl->nparked == 0)
 		return;
 	s = vs_db_settle(&app->db);
-	n_parked += (unsigned long long)*nparked;
+	n_parked += (unsigned long long)sl->nparked;
 	n_settles++;
-	for (int i = 0; i < *nparked; i++) {
+	for (int i = 0; i < sl->nparked; i++) {
+		struct slot *p = sl->parked[i];
+
 		if (s != VS_DB_OK) {
-			vs_res_reset(&slots[i].res);
-			vs_res_internal(&slots[i].res);
+			vs_res_reset(&p->res);
+			vs_res_internal(&p->res);
 		}
-		send_one(&slots[i], false);
+		send_one(p, false);
+		sl->free[sl->nfree++] = p;
 	}
-	*nparked = 0;
-}
-
-static bool
-stop_pending(void)
-{
-	sigset_t p;
-
-	if (stop_requested)
-		return true;
-	if (sigpending(&p) != 0)
-		return false;
-	return sigismember(&p, SIGTERM) == 1 || sigismember(&p, SIGINT) == 1;
-}
-
-enum conn { CONN_GOT, CONN_NONE, CONN_STOP, CONN_FAIL };
-
-/*
- * The next connection on the listening socket. With may_wait, waits in
- * epoll_pwait (the only place the stop signals are let in); without,
- * CONN_NONE when none is waiting. Transient accept failures are retried
- * (a client gone before we took it; out of descriptors: after a pause).
- */
-static enum conn
-next_connection(int lfd, int epfd, const sigset_t *waitmask, bool may_wait,
-		int *fd)
-{
-	for (;;) {
-		struct epoll_event ev;
-		int timeout = -1;
-
-		if (stop_pending())
-			return CONN_STOP;
-		*fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (*fd >= 0)
-			return CONN_GOT;
-		switch (errno) {
-		case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-		case EWOULDBLOCK:
-#endif
-			break;
-		case EINTR:
-		case ECONNABORTED:
-		case EPROTO:
-			continue;
-		case EMFILE:
-		case ENFILE:
-		case ENOBUFS:
-		case ENOMEM:
-			vs_log_warn("accept: %s; trying again", strerror(errno));
-			timeout = 100;
-			break;
-		default:
-			vs_log_error("accept failed: %s", strerror(errno));
-			return CONN_FAIL;
-		}
-		if (!may_wait)
-			return CONN_NONE;
-		if (epoll_pwait(epfd, &ev, 1, timeout, waitmask) < 0 &&
-		    errno != EINTR) {
-			vs_log_error("epoll_pwait failed: %s", strerror(errno));
-			return CONN_FAIL;
-		}
-	}
-}
-
-/* Makes fd 0 non-blocking and an epoll set that waits on it. */
-static int
-listen_setup(int lfd)
-{
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLEXCLUSIVE };
-	int flags = fcntl(lfd, F_GETFL);
-	int epfd;
-
-	if (flags < 0 || fcntl(lfd, F_SETFL, flags | O_NONBLOCK) != 0)
-		return -1;
-	epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (epfd < 0)
-		return -1;
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &ev) != 0) {
-		(void)close(epfd);
-		return -1;
-	}
-	return epfd;
-}
-
-static void
-slots_free(struct slot *slots, int n)
-{
-	for (int i = 0; i < n; i++) {
-		FCGX_Free(&slots[i].freq, 1);
-		vs_res_free(&slots[i].res);
-		vs_buf_free(&slots[i].out);
-	}
+	sl->nparked = 0;
 }
 
 int
 vs_worker_run(const char *data_dir, bool upload_pool)
 {
+	static struct slots sl;
 	struct vs_app app;
-	struct slot slots[PARK_MAX];
+	struct vs_listener ln;
 	sigset_t stopset, waitmask;
 	char err[512];
-	int status = 0, nparked = 0, epfd;
+	int status = 0;
 	int stall_s = vs_worker_stall_seconds();
 
 	vs_log_set_tag(upload_pool ? "verstak-upload" : "verstak-worker");
@@ -570,7 +516,7 @@ vs_worker_run(const char *data_dir, bool upload_pool)
 		vs_log_error("cannot install signal handlers: %s", strerror(errno));
 		return 1;
 	}
-	/* Blocked except inside epoll_pwait (see the top comment). */
+	/* Blocked except while waiting for a connection (the top comment). */
 	if (sigprocmask(SIG_BLOCK, &stopset, &waitmask) != 0)
 		return 1;
 	(void)sigdelset(&waitmask, SIGTERM);
@@ -603,8 +549,8 @@ vs_worker_run(const char *data_dir, bool upload_pool)
 		vs_app_close(&app);
 		return 1;
 	}
-	epfd = listen_setup(FCGI_LISTENSOCK_FILENO);
-	if (epfd < 0) {
+	if (!vs_listener_open(&ln, FCGI_LISTENSOCK_FILENO, &waitmask,
+			      &stop_requested)) {
 		vs_log_error("cannot start: the listening socket (fd 0): %s",
 			     strerror(errno));
 		vs_app_close(&app);
@@ -612,63 +558,72 @@ vs_worker_run(const char *data_dir, bool upload_pool)
 	}
 	if (FCGX_Init() != 0) {
 		vs_log_error("cannot initialise libfcgi");
-		(void)close(epfd);
+		vs_listener_close(&ln);
 		vs_app_close(&app);
 		return 1;
 	}
-	for (int i = 0; i < PARK_MAX; i++) {
-		/* No listening socket: libfcgi must never accept by itself
-		 * (a failed request makes it try, and fail at once). */
-		(void)FCGX_InitRequest(&slots[i].freq, -1, 0);
-		vs_res_init(&slots[i].res);
-		vs_buf_init(&slots[i].out);
-	}
+	slots_init(&sl);
 	for (;;) {
-		struct slot *sl = &slots[nparked];
-		enum conn c;
+		struct slot *cur;
+		unsigned long deferrals;
+		enum vs_conn c;
 		int fd;
 
-		c = next_connection(FCGI_LISTENSOCK_FILENO, epfd, &waitmask,
-				    nparked == 0, &fd);
-		if (c == CONN_NONE) {
-			settle_parked(&app, slots, &nparked);
+		c = vs_listener_next(&ln, sl.nparked == 0, &fd);
+		if (c == VS_CONN_NONE) {
+			settle_parked(&app, &sl);
 			vs_retention_tick(&app.db, app.blobs_dir,
 					  &app.cfg.eff.retention);
 			continue;
 		}
-		if (c != CONN_GOT) {
-			status = c == CONN_FAIL;
+		if (c != VS_CONN_GOT) {
+			status = c == VS_CONN_FAIL;
 			break;
 		}
+		cur = sl.free[--sl.nfree];
 		set_stall_limit(fd, stall_s);
-		sl->freq.ipcFd = fd;
+		cur->freq.ipcFd = fd;
 		/* So that the FCGX_Finish_r inside FCGX_Accept_r leaves the
 		 * descriptor open; the request's own flags replace it. */
-		sl->freq.keepConnection = 1;
-		if (FCGX_Accept_r(&sl->freq) < 0) {
+		cur->freq.keepConnection = 1;
+		if (FCGX_Accept_r(&cur->freq) < 0) {
 			/* Not a request (libfcgi closed it): the next one. */
-			sl->freq.ipcFd = -1;
+			cur->freq.ipcFd = -1;
+			sl.free[sl.nfree++] = cur;
 			continue;
 		}
+		/* Parked answers wait only for pushes queued behind them,
+		 * never for a slow request of another route. */
+		if (sl.nparked > 0 &&
+		    !vs_route_groups_commits(
+			    FCGX_GetParam("REQUEST_METHOD", cur->freq.envp),
+			    FCGX_GetParam("REQUEST_URI", cur->freq.envp)))
+			settle_parked(&app, &sl);
+		deferrals = vs_db_deferrals(&app.db);
 		app.db.may_defer = !upload_pool;
-		handle_one(&app, sl, upload_pool);
+		handle_one(&app, cur, upload_pool);
 		app.db.may_defer = false;
-		if (vs_db_has_pending(&app.db)) {
-			if (++nparked == PARK_MAX)
-				settle_parked(&app, slots, &nparked);
+		if (vs_db_deferrals(&app.db) != deferrals) {
+			sl.parked[sl.nparked++] = cur;
+			if (sl.nparked == PARK_MAX) {
+				settle_parked(&app, &sl);
+				vs_retention_tick(&app.db, app.blobs_dir,
+						  &app.cfg.eff.retention);
+			}
 			continue;
 		}
-		send_one(sl, upload_pool);
+		send_one(cur, upload_pool);
+		sl.free[sl.nfree++] = cur;
 		/* The answer is out: upkeep here delays no client (D14). */
 		vs_retention_tick(&app.db, app.blobs_dir, &app.cfg.eff.retention);
 	}
 	/* Stopping: what is parked was committed; answer it first. */
-	settle_parked(&app, slots, &nparked);
+	settle_parked(&app, &sl);
 	if (n_settles > 0)
 		vs_log_info("group commit: %llu answers held back, sent after %llu"
 			    " syncs", n_parked, n_settles);
-	slots_free(slots, PARK_MAX);
-	(void)close(epfd);
+	slots_free(&sl);
+	vs_listener_close(&ln);
 	vs_tpl_global_free();
 	vs_app_close(&app);
 	return status;

@@ -39,32 +39,39 @@ def encode(method, uri, body=b"", headers=None, remote_addr="127.0.0.1"):
 
 
 def request(path_or_addr, method, uri, body=b"", headers=None, timeout=10):
-    """Returns (status, headers dict, body bytes) of one request."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    """Returns (status, headers dict, body bytes) of one request; to a unix
+    socket's path, or to a (host, port) TCP address."""
+    s = socket.socket(socket.AF_INET if isinstance(path_or_addr, tuple) else socket.AF_UNIX,
+                      socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.connect(path_or_addr)
     try:
         s.sendall(encode(method, uri, body, headers))
-        out = b""
-        buf = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-            while len(buf) >= 8:
-                _, rtype, _, clen, plen, _ = struct.unpack(">BBHHBB", buf[:8])
-                if len(buf) < 8 + clen + plen:
-                    break
-                content = buf[8:8 + clen]
-                buf = buf[8 + clen + plen:]
-                if rtype == STDOUT:
-                    out += content
-                elif rtype == END_REQUEST:
-                    return _parse(out)
-        return _parse(out)
+        return read_response(s)
     finally:
         s.close()
+
+
+def read_response(s):
+    """(status, headers dict, body bytes) of the answer on socket s."""
+    out = b""
+    buf = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while len(buf) >= 8:
+            _, rtype, _, clen, plen, _ = struct.unpack(">BBHHBB", buf[:8])
+            if len(buf) < 8 + clen + plen:
+                break
+            content = buf[8:8 + clen]
+            buf = buf[8 + clen + plen:]
+            if rtype == STDOUT:
+                out += content
+            elif rtype == END_REQUEST:
+                return _parse(out)
+    return _parse(out)
 
 
 def _parse(out):

@@ -10,11 +10,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fcgi_client  # noqa: E402
-from harness import BINARY, children_of, processes_mentioning, remove_writer_queue, run_tests  # noqa: E402
+from harness import (BINARY, children_of, processes_mentioning,  # noqa: E402
+                     remove_writer_queue, run_cli, run_tests)
 
 
 def find(prog):
@@ -30,17 +32,24 @@ def workers_of(mw_pid):
 
 class Pool:
     """spawn-fcgi + multiwatch running n workers of this binary on a
-    socket of a fresh directory; stop() ends and removes it all."""
+    socket of a fresh directory (or on a TCP port of 127.0.0.1 with
+    tcp_port); stop() ends and removes it all."""
 
-    def __init__(self, n):
+    def __init__(self, n, tcp_port=None, env=None):
         self.tmp = tempfile.mkdtemp(prefix="vs-spawn-")
         self.data = os.path.join(self.tmp, "data")
         self.sock = os.path.join(self.tmp, "fcgi.sock")
+        where = ["-s", self.sock, "-M", "0600"]
+        if tcp_port is not None:
+            self.sock = ("127.0.0.1", tcp_port)
+            where = ["-a", "127.0.0.1", "-p", str(tcp_port)]
+        e = dict(os.environ)
+        e.update(env or {})
         self.proc = subprocess.Popen(
-            [find("spawn-fcgi"), "-n", "-s", self.sock, "-M", "0600", "--",
+            [find("spawn-fcgi"), "-n"] + where + ["--",
              find("multiwatch"), "-f", str(n), "-s", "TERM", "--", BINARY,
              "--data", self.data],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=e)
 
     def first_answer(self, uri):
         """The first answer the pool gives to GET uri, waiting for it."""
@@ -182,6 +191,160 @@ def test_bad_connections_and_a_stop_under_load():
         assert took < 1.5, f"the worker served its queue for {took:.2f} s after SIGTERM"
     finally:
         pool.stop()
+
+
+def test_parked_push_does_not_wait_behind_another_route():
+    """A push's answer parked for the group commit is sent before the
+    worker starts on a request of another route (here a bcrypt check,
+    ~50 ms), not after it: the worker settles first."""
+    pool = Pool(1)
+    queued = []
+    try:
+        assert pool.first_answer("/livez")[0] == 200
+        r = run_cli(["user", "add", "--data", pool.data, "--username", "parker",
+                     "--email", "parker@example.org", "--password-stdin",
+                     "--confirmed"], input="parker-password\n")
+        assert r.returncode == 0, r.stderr
+        body = json.dumps({"login": "parker", "password": "parker-password",
+                           "device_name": "d", "client_version": "t",
+                           "vault_id": "v"}).encode()
+        s, _, b = fcgi_client.request(pool.sock, "POST", "/api/client/pair", body,
+                                      {"Content-Type": "application/json"})
+        assert s == 200, b
+        token = json.loads(b)["device_token"]
+        (w,) = workers_of(pool.proc.pid)
+        push = json.dumps({"ops": [{"op_id": "parked-1", "entity_type": "file",
+                                    "entity_id": "p.md", "op_type": "create",
+                                    "payload_json": "{}", "client_sequence": 1,
+                                    "last_seen_server_seq": 0,
+                                    "created_at": "2026-12-06T00:00:00Z"}]}).encode()
+        slow = json.dumps({"login": "nobody", "password": "not the password",
+                           "device_name": "d", "client_version": "t",
+                           "vault_id": "v"}).encode()
+        os.kill(w, signal.SIGSTOP)
+        for uri, data, hdrs, addr in (
+                ("/api/v1/sync/push", push, {"Authorization": "Bearer " + token}, "127.0.0.1"),
+                ("/api/client/pair", slow, {}, "10.8.0.1")):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.settimeout(10)
+            c.connect(pool.sock)
+            hdrs = dict(hdrs, **{"Content-Type": "application/json"})
+            c.sendall(fcgi_client.encode("POST", uri, data, hdrs, remote_addr=addr))
+            queued.append(c)
+        done = {}
+
+        def answer(i):
+            st = fcgi_client.read_response(queued[i])[0]
+            done[i] = (time.monotonic(), st)
+        threads = [threading.Thread(target=answer, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        os.kill(w, signal.SIGCONT)
+        for t in threads:
+            t.join(timeout=15)
+        assert done[0][1] == 200 and done[1][1] == 401, done
+        # The check takes ~50 ms, so with the settle first the push's
+        # answer comes well before the slow one; settled after it, the
+        # push's would come a moment after.
+        assert done[1][0] - done[0][0] > 0.02, (
+            "the push's answer waited for the slow request", done)
+    finally:
+        for c in queued:
+            c.close()
+        pool.stop()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tcp_answer(addr):
+    """The raw bytes a worker sends back for GET /livez (b"": it closed
+    the connection without answering). None while nobody listens yet."""
+    c = socket.socket()
+    c.settimeout(10)
+    try:
+        c.connect(addr)
+    except ConnectionRefusedError:
+        c.close()
+        return None
+    try:
+        c.sendall(fcgi_client.encode("GET", "/livez"))
+        out = b""
+        while True:
+            try:
+                chunk = c.recv(65536)
+            except ConnectionResetError:
+                return out  # closed with the request unread
+            if not chunk:
+                return out
+            out += chunk
+    finally:
+        c.close()
+
+
+def test_tcp_listener_keeps_fcgi_web_server_addrs():
+    """On a TCP socket (spawn-fcgi -p) the worker does what libfcgi's own
+    accept did: it serves only the addresses in FCGI_WEB_SERVER_ADDRS and
+    closes other connections unanswered."""
+    for allowed, served in (("127.0.0.1", True), ("10.1.2.3, 127.0.0.1", True),
+                            ("10.1.2.3", False)):
+        pool = Pool(1, tcp_port=free_port(), env={"FCGI_WEB_SERVER_ADDRS": allowed})
+        try:
+            deadline = time.time() + 20
+            out = None
+            while out is None and time.time() < deadline:
+                out = tcp_answer(pool.sock)
+                if out is None:
+                    time.sleep(0.1)
+            assert out is not None, "the pool never listened"
+            if served:
+                # a STDOUT record, then END_REQUEST: an answer
+                assert out[1] == fcgi_client.STDOUT and bytes([1, fcgi_client.END_REQUEST]) in out, out[:200]
+            else:
+                assert out == b"", out[:200]
+            assert len(workers_of(pool.proc.pid)) == 1
+        finally:
+            pool.stop()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_pauses_instead_of_spinning():
+    """accept failing for want of descriptors leaves the connection queued
+    and the socket readable: the worker must pause, not retry at once
+    (which burnt a core and logged without end), and take the connection
+    once descriptors are back."""
+    pool = Pool(1)
+    try:
+        assert pool.first_answer("/livez")[0] == 200
+        (w,) = workers_of(pool.proc.pid)
+        n = len(settled_fds(w))
+        subprocess.run(["prlimit", f"--pid={w}", f"--nofile={n}:"], check=True)
+        got = []
+        t = threading.Thread(target=lambda: got.append(
+            fcgi_client.request(pool.sock, "GET", "/livez", timeout=30)[0]))
+        t.start()
+        time.sleep(0.3)
+        before = cpu_seconds(w)
+        time.sleep(1.0)
+        used = cpu_seconds(w) - before
+        assert used < 0.3, f"the worker used {used:.2f} s of CPU in 1 s waiting for descriptors"
+        assert not got, "answered without a descriptor for the connection"
+        subprocess.run(["prlimit", f"--pid={w}", "--nofile=1024:"], check=True)
+        t.join(timeout=10)
+        assert got == [200], got
+        assert workers_of(pool.proc.pid) == [w]
+    finally:
+        pool.stop()
+    log = pool.proc.stderr.read().decode(errors="replace")
+    assert 1 <= log.count("pausing and trying again") <= 2, log[-2000:]
 
 
 if __name__ == "__main__":

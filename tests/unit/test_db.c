@@ -1402,7 +1402,9 @@ START_TEST(test_defer_needs_the_workers_leave)
 END_TEST
 
 /* Storage that failed while answers were held back: the settle reports
- * the failure, publishes nothing, and leaves nothing pending. */
+ * the failure and leaves nothing pending. (That it publishes nothing is
+ * the writer queue's rule once storage failed: test_storage_failure_is_
+ * sticky.) */
 START_TEST(test_settle_after_a_storage_failure)
 {
 	struct vs_db db;
@@ -1419,7 +1421,8 @@ START_TEST(test_settle_after_a_storage_failure)
 	vs_db_storage_failed(&db);	/* another worker's fsync failed */
 	ck_assert_int_eq(vs_db_settle(&db), VS_DB_ERROR);
 	ck_assert(!vs_db_has_pending(&db));
-	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), 0);
+	/* nothing left over for the next settle */
+	ck_assert_int_eq(vs_db_settle(&db), VS_DB_OK);
 	vs_db_reset_shared(&db);
 	vs_db_close(&db);
 	rm_tmpdir();

@@ -226,6 +226,23 @@ END_TEST
 /* Dispatch                                                           */
 /* ------------------------------------------------------------------ */
 
+/* The worker asks this before parsing a request: only a push, on its
+ * canonical path, may wait behind parked answers (worker.c). */
+START_TEST(test_route_groups_commits)
+{
+	ck_assert(vs_route_groups_commits("POST", "/api/v1/sync/push"));
+	ck_assert(vs_route_groups_commits("POST", "/api/v1/sync/push?x=1"));
+	ck_assert(!vs_route_groups_commits("GET", "/api/v1/sync/push"));
+	ck_assert(!vs_route_groups_commits("POST", "/api/v1/sync/pull"));
+	ck_assert(!vs_route_groups_commits("POST", "/api/v1/sync/push/"));
+	ck_assert(!vs_route_groups_commits("POST", "/api/v1/sync//push"));
+	ck_assert(!vs_route_groups_commits("POST", "/api/v1/blobs/"));
+	ck_assert(!vs_route_groups_commits("POST", "/api/client/pair"));
+	ck_assert(!vs_route_groups_commits(NULL, "/api/v1/sync/push"));
+	ck_assert(!vs_route_groups_commits("POST", NULL));
+}
+END_TEST
+
 START_TEST(test_route_api_404_json)
 {
 	struct vs_response res;
@@ -719,6 +736,7 @@ router_suite(void)
 	tcase_add_test(tc, test_error_explicit_code_and_escaping);
 	tcase_add_test(tc, test_error_bodies_small);
 	tcase_add_test(tc, test_internal_drops_headers);
+	tcase_add_test(tc, test_route_groups_commits);
 	tcase_add_test(tc, test_res_reset);
 	tcase_add_test(tc, test_status_text);
 	suite_add_tcase(s, tc);

@@ -2036,6 +2036,55 @@ START_TEST(test_pull_hides_unsynced_ops)
 }
 END_TEST
 
+/* Deferred (the worker's group commit): a push commits, but neither its
+ * fsync nor its watermark happens before vs_db_settle; pull keeps its ops
+ * hidden until then. A replay's forced sync is deferred too, and a push
+ * refused before it wrote anything defers nothing. */
+START_TEST(test_deferred_push_publishes_at_settle)
+{
+	struct reply r;
+	unsigned long n;
+	int64_t before;
+
+	if (db.wlock.shm == NULL)
+		return;
+	push_many(&SC_A1, "a", 1);
+	r = pull(&SC_A1, 0, 0);	/* the first pull publishes what is there */
+	reply_free(&r);
+	before = vs_wlock_durable_seq(&db.wlock);
+	ck_assert_int_eq(before, op_seq("a-0"));
+
+	db.may_defer = true;
+	r = push_ops_k(&SC_A1, "k-d", note_op("d-0"));
+	ck_assert_int_eq(r.status, 200);
+	reply_free(&r);
+	ck_assert(vs_db_has_pending(&db));
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), before);
+	r = pull(&SC_A1, op_seq("a-0"), 0);
+	check_page(&r, op_seq("a-0"), op_seq("a-0"), 0, false);
+	reply_free(&r);
+
+	n = vs_db_deferrals(&db);
+	r = push_ops_k(&SC_A1, "k-d", note_op("d-0"));	/* the replay */
+	ck_assert_int_eq(r.status, 200);
+	reply_free(&r);
+	ck_assert_uint_gt(vs_db_deferrals(&db), n);
+	n = vs_db_deferrals(&db);
+	push_expect(&SC_A1, "{} {}", 400, "trailing_json",
+		    "request must contain one JSON value");
+	ck_assert_uint_eq(vs_db_deferrals(&db), n);
+	db.may_defer = false;
+
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), before);
+	ck_assert_int_eq(vs_db_settle(&db), VS_DB_OK);
+	ck_assert(!vs_db_has_pending(&db));
+	ck_assert_int_eq(vs_wlock_durable_seq(&db.wlock), op_seq("d-0"));
+	r = pull(&SC_A1, op_seq("a-0"), 0);
+	check_page(&r, op_seq("a-0"), op_seq("d-0"), 1, false);
+	reply_free(&r);
+}
+END_TEST
+
 /* A replayed answer names ops another request committed: the replay
  * syncs and publishes them before it is sent. */
 START_TEST(test_replay_publishes)
@@ -2836,6 +2885,7 @@ sync_suite(void)
 	tcase_add_test(tp, test_pull_paging);
 	tcase_add_test(tp, test_pull_hides_unsynced_ops);
 	tcase_add_test(tp, test_replay_publishes);
+	tcase_add_test(tp, test_deferred_push_publishes_at_settle);
 	tcase_add_test(tp, test_pull_cursor_ahead_and_advance);
 	tcase_add_test(tp, test_pull_page_limit_config);
 	tcase_add_test(tp, test_pull_null_sequence_invisible);
