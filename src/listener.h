@@ -6,7 +6,9 @@
  * with EPOLLEXCLUSIVE, so one connection wakes one idle worker; the stop
  * signals are let in only there), accepting, what libfcgi's own accept
  * did for TCP sockets (TCP_NODELAY, the FCGI_WEB_SERVER_ADDRS allow
- * list), retrying transient accept failures without spinning, and
+ * list), retrying transient accept failures without spinning (out of
+ * descriptors, it takes the connection with a spare one and closes it,
+ * so it neither spins nor leaves it queued for nobody), and
  * noticing a stop request between two requests of a busy worker.
  * Must never: read from a connection (libfcgi and worker.c do), nor let
  * a stop signal in anywhere but the wait.
@@ -21,10 +23,20 @@ struct vs_listener {
 	int fd;
 	int epfd;
 	bool inet;		/* AF_INET or AF_INET6: TCP rules apply */
-	char *allowed;		/* FCGI_WEB_SERVER_ADDRS, or NULL */
+	/* FCGI_WEB_SERVER_ADDRS parsed: IPv4 and IPv6 addresses (an
+	 * IPv4 one also matches its IPv4-mapped IPv6 form); NULL: any. */
+	struct vs_listener_addr *allowed;
+	int nallowed;
+	int spare;		/* kept free for when descriptors run out */
+	long long refused_ms;	/* last "refused a connection" warning */
 	sigset_t waitmask;	/* the mask while waiting: stop signals in */
 	volatile sig_atomic_t *stop;	/* set by the stop signal handler */
 	long long warned_ms;	/* last "accept: out of ..." warning */
+};
+
+struct vs_listener_addr {
+	int family;		/* AF_INET or AF_INET6 */
+	unsigned char a[16];
 };
 
 enum vs_conn { VS_CONN_GOT, VS_CONN_NONE, VS_CONN_STOP, VS_CONN_FAIL };

@@ -3,7 +3,7 @@
  *
  * Signals: a stop request must never interrupt a request half-way (a
  * push must commit or roll back, not die between the two), yet an idle
- * worker must leave at once. So SIGTERM/SIGINT stay blocked, except
+ * worker must leave at once. So SIGTERM/SIGINT/SIGQUIT stay blocked, except
  * while listener.c waits for a connection; a busy worker looks at its
  * pending signals before each accept.
  *
@@ -74,7 +74,10 @@ install_signals(sigset_t *stopset)
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = 0;	/* no SA_RESTART: epoll_pwait must return */
 	if (sigaction(SIGTERM, &sa, NULL) != 0 ||
-	    sigaction(SIGINT, &sa, NULL) != 0)
+	    sigaction(SIGINT, &sa, NULL) != 0 ||
+	    /* multiwatch 1.0.0 sends SIGQUIT when told "-s TERM" (checked:
+	     * its children get QUIT), and QUIT's default kills at once */
+	    sigaction(SIGQUIT, &sa, NULL) != 0)
 		return false;
 	sa.sa_handler = SIG_IGN;
 	if (sigaction(SIGPIPE, &sa, NULL) != 0)
@@ -82,6 +85,7 @@ install_signals(sigset_t *stopset)
 	sigemptyset(stopset);
 	sigaddset(stopset, SIGTERM);
 	sigaddset(stopset, SIGINT);
+	sigaddset(stopset, SIGQUIT);
 	return true;
 }
 
@@ -521,6 +525,7 @@ vs_worker_run(const char *data_dir, bool upload_pool)
 		return 1;
 	(void)sigdelset(&waitmask, SIGTERM);
 	(void)sigdelset(&waitmask, SIGINT);
+	(void)sigdelset(&waitmask, SIGQUIT);
 	/* Commit combining is for pushes (combine.h), which nginx never
 	 * sends this pool: its workers leave the commit table's slots to
 	 * the workers that use them. */
@@ -580,6 +585,14 @@ vs_worker_run(const char *data_dir, bool upload_pool)
 			status = c == VS_CONN_FAIL;
 			break;
 		}
+		/* Parked answers never wait for a peer that has sent
+		 * nothing yet (nginx sends at once; anything else may not). */
+		if (sl.nparked > 0) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+
+			if (poll(&p, 1, 0) != 1)
+				settle_parked(&app, &sl);
+		}
 		cur = sl.free[--sl.nfree];
 		set_stall_limit(fd, stall_s);
 		cur->freq.ipcFd = fd;
@@ -614,8 +627,11 @@ vs_worker_run(const char *data_dir, bool upload_pool)
 		}
 		send_one(cur, upload_pool);
 		sl.free[sl.nfree++] = cur;
-		/* The answer is out: upkeep here delays no client (D14). */
-		vs_retention_tick(&app.db, app.blobs_dir, &app.cfg.eff.retention);
+		/* The answer is out: upkeep here delays no client (D14),
+		 * unless answers are parked (they get theirs after it). */
+		if (sl.nparked == 0)
+			vs_retention_tick(&app.db, app.blobs_dir,
+					  &app.cfg.eff.retention);
 	}
 	/* Stopping: what is parked was committed; answer it first. */
 	settle_parked(&app, &sl);
