@@ -920,6 +920,28 @@ START_TEST(test_storage_failure_is_sticky)
 }
 END_TEST
 
+/* The first open turns SQLite's memory statistics off before the
+ * library starts (db.c configure_library): with them on, every one of
+ * the many mallocs of a statement (Debian's SQLite has no lookaside)
+ * takes a global mutex. Off, SQLite counts nothing. */
+START_TEST(test_memory_statistics_off)
+{
+	struct vs_db db;
+	sqlite3_int64 used = -1, high = -1;
+
+	make_tmpdir();
+	open_migrated(&db);
+	ck_assert_int_eq(vs_db_exec(&db, "INSERT INTO server_smtp_config"
+		" VALUES ('a', '1'), ('b', '2')"), VS_DB_OK);
+	ck_assert_int_eq(sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &used,
+					  &high, 0), SQLITE_OK);
+	ck_assert_int_eq(used, 0);
+	ck_assert_int_eq(high, 0);
+	vs_db_close(&db);
+	rm_tmpdir();
+}
+END_TEST
+
 START_TEST(test_stmt_cache)
 {
 	struct vs_db db;
@@ -1453,6 +1475,7 @@ db_suite(void)
 	tcase_add_test(tc, test_d36_no_repeated_promotion);
 	tcase_add_test(tc, test_transactions);
 	tcase_add_test(tc, test_stmt_cache);
+	tcase_add_test(tc, test_memory_statistics_off);
 	tcase_add_test(tc, test_storage_failure_is_sticky);
 	tcase_add_test(tc, test_sync_shares_a_covering_fsync);
 	tcase_add_test(tc, test_sync_never_waits_for_an_older_fsync);
