@@ -71,6 +71,11 @@ static const char SQL_REF[] =
 	" WHERE user_id = ?1 AND vault_id = ?2 AND sha256 = ?3";
 /* Both quota sums in one pass over the user's references (the scope is
  * a subset). O(references): see the note at quota_ok. */
+static const char SQL_REFS_VERSION[] =
+	"SELECT version FROM vs_blob_ref_versions WHERE user_id = ?1";
+static const char SQL_REFS_BUMP[] =
+	"INSERT INTO vs_blob_ref_versions (user_id, version) VALUES (?1, 1)"
+	" ON CONFLICT (user_id) DO UPDATE SET version = version + 1";
 static const char SQL_USAGE[] =
 	"SELECT COALESCE(SUM(size), 0),"
 	" COALESCE(SUM(CASE WHEN vault_id = ?2 THEN size ELSE 0 END), 0)"
@@ -463,41 +468,118 @@ struct attach {
 	bool was_absent;   /* ... where no file was before */
 };
 
-/*
- * Quotas count logical references (SYNC.md 7): only a new reference is
- * charged, in its vault and in the user's total. The sums read every
- * reference of the user under the write lock, as an index-only scan of
- * vs_idx_blob_refs_usage (db.c): ~1.7 ms at 20,000 references, ~12 ms
- * at 100,000. A running total would make it constant, but it would be
- * soft state (DATA.md 4.5: the reference server does not keep it), to
- * be rebuilt whenever that server may have run.
- */
+/* The user's referenced bytes, in all and in the scope, as of the
+ * user's counter in vs_blob_ref_versions (0 when it has no row). */
+struct usage {
+	bool known;
+	int64_t version, user_used, scope_used;
+};
+
+void (*vs_blobs_test_hook)(struct vs_db *db, const char *user);
+
 static enum vs_db_status
-quota_ok(struct vs_db *db, const struct vs_limits *lim,
-	 const struct attach *a, bool *ok)
+read_version(struct vs_db *db, const char *user, int64_t *version)
 {
-	sqlite3_stmt *st = vs_db_stmt(db, SQL_USAGE);
+	sqlite3_stmt *st = vs_db_stmt(db, SQL_REFS_VERSION);
 	enum vs_db_status s = VS_DB_OK;
-	int64_t user_used, scope_used;
 	int rc;
 
-	*ok = false;
+	*version = 0;
 	if (st == NULL)
+		return VS_DB_ERROR;
+	if (sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC) != SQLITE_OK)
+		return vs_db_status_of(db, SQLITE_ERROR, "blob refs version bind");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*version = sqlite3_column_int64(st, 0);
+	else if (rc != SQLITE_DONE)
+		s = vs_db_status_of(db, rc, "blob refs version");
+	sqlite3_reset(st);
+	return s;
+}
+
+static enum vs_db_status
+read_usage(struct vs_db *db, const struct attach *a, struct usage *u)
+{
+	sqlite3_stmt *st;
+	enum vs_db_status s;
+	int rc;
+
+	u->known = false;
+	if ((s = read_version(db, a->user, &u->version)) != VS_DB_OK)
+		return s;
+	if ((st = vs_db_stmt(db, SQL_USAGE)) == NULL)
 		return VS_DB_ERROR;
 	if (!bind_scope(st, a->user, a->vault, NULL))
 		return vs_db_status_of(db, SQLITE_ERROR, "blob quota bind");
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		user_used = sqlite3_column_int64(st, 0);
-		scope_used = sqlite3_column_int64(st, 1);
-		*ok = scope_used <= lim->max_vault_blob_bytes - a->size &&
-		      user_used <= lim->max_user_blob_bytes - a->size;
+		u->user_used = sqlite3_column_int64(st, 0);
+		u->scope_used = sqlite3_column_int64(st, 1);
+		u->known = true;
+		s = VS_DB_OK;
 	} else {
 		s = vs_db_status_of(db, rc == SQLITE_DONE ? SQLITE_ERROR : rc,
 				    "blob quota");
 	}
 	sqlite3_reset(st);
 	return s;
+}
+
+/*
+ * Quotas count logical references (SYNC.md 7): only a new reference is
+ * charged, in its vault and in the user's total. The sums read every
+ * reference of the user (an index-only scan of vs_idx_blob_refs_usage:
+ * ~1.7 ms at 20,000 references, ~12 ms at 100,000), so attach() reads
+ * them before it takes the write lock, where they would stall every
+ * push. Under the lock, the user's counter in vs_blob_ref_versions
+ * says whether they still hold: every upload that adds a reference of
+ * the user raises it in its own transaction, and nothing else of ours
+ * adds one. (Removing references, as deleting a user does, only makes
+ * the early sums too high, never too low.) When it moved, or the early
+ * read failed, the sums are read again here. The counter is soft state
+ * (DATA.md 4.5): stale values after the reference server ran do not
+ * matter, only a change between the two reads of one upload.
+ */
+static enum vs_db_status
+quota_ok(struct vs_db *db, const struct vs_limits *lim,
+	 const struct attach *a, const struct usage *early, bool *ok)
+{
+	struct usage now = *early;
+	enum vs_db_status s;
+	int64_t version;
+
+	*ok = false;
+	if ((s = read_version(db, a->user, &version)) != VS_DB_OK)
+		return s;
+	if (!early->known || version != early->version) {
+		if ((s = read_usage(db, a, &now)) != VS_DB_OK)
+			return s;
+	}
+	*ok = now.scope_used <= lim->max_vault_blob_bytes - a->size &&
+	      now.user_used <= lim->max_user_blob_bytes - a->size;
+	return VS_DB_OK;
+}
+
+/* Before the write lock: the quota sums (quota_ok), unless the scope
+ * already has this blob and no quota will be charged. Best effort: a
+ * failure here only means the sums are read under the lock. */
+static void
+read_usage_early(struct vs_db *db, const struct attach *a, struct usage *u)
+{
+	char la[VS_TS_LEN + 16];
+	int64_t size;
+	bool found = false;
+
+	u->known = false;
+	if (vs_db_begin_read(db) != VS_DB_OK)
+		return;
+	if (scope_ref(db, a->user, a->vault, a->sha, &found, &size, la) ==
+	    VS_DB_OK && !found)
+		(void)read_usage(db, a, u);
+	(void)vs_db_commit(db);	/* a read transaction just ends */
+	if (vs_blobs_test_hook != NULL)
+		vs_blobs_test_hook(db, a->user);
 }
 
 /* mkdir that reports whether it created the directory. */
@@ -663,7 +745,15 @@ write_rows(struct vs_db *db, const struct attach *a)
 	     (sqlite3_bind_int64(st, 4, a->size) != SQLITE_OK ||
 	      sqlite3_bind_text(st, 5, a->now, -1, SQLITE_STATIC) != SQLITE_OK)))
 		return vs_db_status_of(db, SQLITE_ERROR, "blob ref bind");
-	return step_done(db, st, "blob ref write");
+	s = step_done(db, st, "blob ref write");
+	if (s != VS_DB_OK || a->had_ref)
+		return s;
+	/* A new reference: another upload's early quota sums are stale. */
+	if ((st = vs_db_stmt(db, SQL_REFS_BUMP)) == NULL)
+		return VS_DB_ERROR;
+	if (sqlite3_bind_text(st, 1, a->user, -1, SQLITE_STATIC) != SQLITE_OK)
+		return vs_db_status_of(db, SQLITE_ERROR, "blob refs version bind");
+	return step_done(db, st, "blob refs version");
 }
 
 /*
@@ -698,11 +788,13 @@ attach(struct vs_ctx *c, struct upload *u, const struct vs_device *d,
 			    false, false, false };
 	char la[VS_TS_LEN + 16];
 	int64_t ref_size = 0;
+	struct usage early;
 	enum vs_db_status s;
 	bool ok;
 	int e;
 
 	vs_now_ts(a.now);
+	read_usage_early(db, &a, &early);
 	if ((s = vs_db_begin_write(db)) != VS_DB_OK) {
 		vs_h_db_fail(c, s);
 		return;
@@ -719,7 +811,8 @@ attach(struct vs_ctx *c, struct upload *u, const struct vs_device *d,
 		return;
 	}
 	if (!a.had_ref) {
-		if ((s = quota_ok(db, &c->app->cfg.eff.limits, &a, &ok)) != VS_DB_OK)
+		if ((s = quota_ok(db, &c->app->cfg.eff.limits, &a, &early,
+				  &ok)) != VS_DB_OK)
 			goto db_fail;
 		if (!ok) {
 			vs_db_rollback(db);

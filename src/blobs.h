@@ -40,4 +40,9 @@ char *vs_blob_path(const char *blobs_dir, const char *sha);
 enum vs_db_status vs_blob_in_use(struct vs_db *db, const char *sha,
 				 bool *in_use);
 
+/* Tests only: called by an upload between its early quota read and
+ * its write transaction (blobs.c quota_ok), where another upload's
+ * commit may land. NULL in the server. */
+extern void (*vs_blobs_test_hook)(struct vs_db *db, const char *user);
+
 #endif

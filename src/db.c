@@ -1061,6 +1061,14 @@ static const char *const own_objects[] = {
 	 * scan of small index entries instead of table rows. */
 	"CREATE INDEX IF NOT EXISTS vs_idx_blob_refs_usage"
 	" ON server_blob_refs(user_id, vault_id, size)",
+	/* A counter per user, raised by every upload that adds one of the
+	 * user's references (blobs.c): the quota sums are read before the
+	 * write lock, and an unchanged counter under it says they still
+	 * hold. Rows for users who never uploaded are simply absent. */
+	"CREATE TABLE IF NOT EXISTS vs_blob_ref_versions (\n"
+	"    user_id TEXT PRIMARY KEY,\n"
+	"    version INTEGER NOT NULL\n"
+	")",
 };
 
 static const struct schema_obj *

@@ -416,6 +416,103 @@ START_TEST(test_dedup_across_scopes_and_quota_charge)
 }
 END_TEST
 
+/* Uploads 2500 bytes made from seed as token, which must succeed. */
+static void
+upload_ok(const char *token, unsigned seed)
+{
+	char content[2500], sha[65];
+	struct vs_response res;
+
+	fill(content, sizeof(content), seed);
+	ck_assert_int_eq(upload_as(token, content, sizeof(content), 0, sha,
+				   &res), 200);
+	vs_res_free(&res);
+}
+
+/* SQL that sums a user's referenced bytes, and where it ran. */
+static int sums_in_write, sums_outside;
+
+static int
+trace_sums(unsigned type, void *ctx, void *p, void *x)
+{
+	sqlite3_stmt *st = p;
+	const char *sql = sqlite3_sql(st);
+
+	(void)ctx;
+	(void)x;
+	if (type == SQLITE_TRACE_STMT && sql != NULL &&
+	    strstr(sql, "SUM(size)") != NULL) {
+		if (sqlite3_txn_state(app.db.h, NULL) == SQLITE_TXN_WRITE)
+			sums_in_write++;
+		else
+			sums_outside++;
+	}
+	return 0;
+}
+
+/* The quota sums read every reference of the user: they run before the
+ * write lock, never under it, while nothing changes in between. */
+START_TEST(test_quota_sums_outside_the_write_lock)
+{
+	ck_assert_int_eq(sqlite3_trace_v2(app.db.h, SQLITE_TRACE_STMT,
+					  trace_sums, NULL), SQLITE_OK);
+	upload_ok("tok-a1", 30);
+	upload_ok("tok-a1", 31);
+	upload_ok("tok-a3", 32);
+	ck_assert_int_eq(sums_outside, 3);
+	ck_assert_int_eq(sums_in_write, 0);
+	/* The same content again in its scope: nothing is charged, so
+	 * nothing is summed. */
+	upload_ok("tok-a3", 32);
+	ck_assert_int_eq(sums_outside, 3);
+	ck_assert_int_eq(sums_in_write, 0);
+	/* One counter step per new reference of the user. */
+	ck_assert_int_eq(count("SELECT version FROM vs_blob_ref_versions"
+			       " WHERE user_id = '" U_ALICE "'"), 3);
+	(void)sqlite3_trace_v2(app.db.h, 0, NULL, NULL);
+}
+END_TEST
+
+static int hook_runs;
+
+/* Another upload of the same user, committed between the early sums
+ * and the write lock of the upload that calls this. */
+static void
+upload_in_between(struct vs_db *db, const char *user)
+{
+	ck_assert(!db->wlock.held);
+	ck_assert_int_eq(db->tx_depth, 0);
+	ck_assert_str_eq(user, U_ALICE);
+	vs_blobs_test_hook = NULL;	/* once */
+	hook_runs++;
+	upload_ok("tok-a3", 41);
+}
+
+START_TEST(test_quota_sees_an_upload_between_its_reads)
+{
+	char content[2500], sha[65];
+	struct vs_response res;
+
+	/* alice: 2500 bytes in v1 and 2500 in v3, 5000 of her 9000 */
+	upload_ok("tok-a1", 42);
+	upload_ok("tok-a4", 43);
+	/* This upload's early sums say 5000, which would leave room; the
+	 * one in between brings her to 7500, which does not (v1 itself
+	 * would have room: 5000 of 6000). */
+	vs_blobs_test_hook = upload_in_between;
+	fill(content, sizeof(content), 44);
+	ck_assert_int_eq(upload_as("tok-a1", content, sizeof(content), 0, sha, &res), 413);
+	expect_error(&res, 413, "quota_exceeded", "blob quota exceeded");
+	vs_res_free(&res);
+	vs_blobs_test_hook = NULL;
+	ck_assert_int_eq(hook_runs, 1);
+	ck_assert_int_eq(count("SELECT COUNT(*) FROM server_blob_refs"
+			       " WHERE user_id = '" U_ALICE "'"), 3);
+	ck_assert_int_eq(count("SELECT COALESCE(SUM(size), 0) FROM server_blob_refs"
+			       " WHERE user_id = '" U_ALICE "'"), 7500);
+}
+END_TEST
+
 START_TEST(test_limits_leave_nothing)
 {
 	char content[MAX_BLOB + 1], sha[65];
@@ -885,6 +982,8 @@ blobs_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_upload_streams_in_any_chunks);
 	tcase_add_test(tc, test_dedup_across_scopes_and_quota_charge);
+	tcase_add_test(tc, test_quota_sums_outside_the_write_lock);
+	tcase_add_test(tc, test_quota_sees_an_upload_between_its_reads);
 	tcase_add_test(tc, test_limits_leave_nothing);
 	tcase_add_test(tc, test_body_ends_early_is_408);
 	tcase_add_test(tc, test_multipart_refusals);
