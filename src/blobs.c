@@ -71,11 +71,16 @@ static const char SQL_REF[] =
 	" WHERE user_id = ?1 AND vault_id = ?2 AND sha256 = ?3";
 /* Both quota sums in one pass over the user's references (the scope is
  * a subset). O(references): see the note at quota_ok. */
-static const char SQL_REFS_VERSION[] =
-	"SELECT version FROM vs_blob_ref_versions WHERE user_id = ?1";
-static const char SQL_REFS_BUMP[] =
-	"INSERT INTO vs_blob_ref_versions (user_id, version) VALUES (?1, 1)"
-	" ON CONFLICT (user_id) DO UPDATE SET version = version + 1";
+/* What our uploads added, in the user's scopes and in this one: a few
+ * rows, one per vault of the user. */
+static const char SQL_ADDED[] =
+	"SELECT COALESCE(SUM(bytes), 0),"
+	" COALESCE(SUM(CASE WHEN vault_id = ?2 THEN bytes ELSE 0 END), 0)"
+	" FROM vs_blob_ref_added WHERE user_id = ?1";
+static const char SQL_ADDED_GROW[] =
+	"INSERT INTO vs_blob_ref_added (user_id, vault_id, bytes)"
+	" VALUES (?1, ?2, ?3) ON CONFLICT (user_id, vault_id)"
+	" DO UPDATE SET bytes = bytes + excluded.bytes";
 static const char SQL_USAGE[] =
 	"SELECT COALESCE(SUM(size), 0),"
 	" COALESCE(SUM(CASE WHEN vault_id = ?2 THEN size ELSE 0 END), 0)"
@@ -468,32 +473,38 @@ struct attach {
 	bool was_absent;   /* ... where no file was before */
 };
 
-/* The user's referenced bytes, in all and in the scope, as of the
- * user's counter in vs_blob_ref_versions (0 when it has no row). */
+/* The user's referenced bytes, in all and in the scope, and what our
+ * uploads had added to each by then (vs_blob_ref_added). */
 struct usage {
 	bool known;
-	int64_t version, user_used, scope_used;
+	int64_t user_used, scope_used;
+	int64_t user_added, scope_added;
 };
 
 void (*vs_blobs_test_hook)(struct vs_db *db, const char *user);
 
+/* The two sums of a user's bytes that sql computes, bound to the
+ * scope: in all, and in the scope. */
 static enum vs_db_status
-read_version(struct vs_db *db, const char *user, int64_t *version)
+two_sums(struct vs_db *db, const char *sql, const struct attach *a,
+	 int64_t *user, int64_t *scope)
 {
-	sqlite3_stmt *st = vs_db_stmt(db, SQL_REFS_VERSION);
+	sqlite3_stmt *st = vs_db_stmt(db, sql);
 	enum vs_db_status s = VS_DB_OK;
 	int rc;
 
-	*version = 0;
 	if (st == NULL)
 		return VS_DB_ERROR;
-	if (sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC) != SQLITE_OK)
-		return vs_db_status_of(db, SQLITE_ERROR, "blob refs version bind");
+	if (!bind_scope(st, a->user, a->vault, NULL))
+		return vs_db_status_of(db, SQLITE_ERROR, "blob quota bind");
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*version = sqlite3_column_int64(st, 0);
-	else if (rc != SQLITE_DONE)
-		s = vs_db_status_of(db, rc, "blob refs version");
+	if (rc == SQLITE_ROW) {
+		*user = sqlite3_column_int64(st, 0);
+		*scope = sqlite3_column_int64(st, 1);
+	} else {
+		s = vs_db_status_of(db, rc == SQLITE_DONE ? SQLITE_ERROR : rc,
+				    "blob quota");
+	}
 	sqlite3_reset(st);
 	return s;
 }
@@ -501,28 +512,13 @@ read_version(struct vs_db *db, const char *user, int64_t *version)
 static enum vs_db_status
 read_usage(struct vs_db *db, const struct attach *a, struct usage *u)
 {
-	sqlite3_stmt *st;
 	enum vs_db_status s;
-	int rc;
 
 	u->known = false;
-	if ((s = read_version(db, a->user, &u->version)) != VS_DB_OK)
-		return s;
-	if ((st = vs_db_stmt(db, SQL_USAGE)) == NULL)
-		return VS_DB_ERROR;
-	if (!bind_scope(st, a->user, a->vault, NULL))
-		return vs_db_status_of(db, SQLITE_ERROR, "blob quota bind");
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		u->user_used = sqlite3_column_int64(st, 0);
-		u->scope_used = sqlite3_column_int64(st, 1);
-		u->known = true;
-		s = VS_DB_OK;
-	} else {
-		s = vs_db_status_of(db, rc == SQLITE_DONE ? SQLITE_ERROR : rc,
-				    "blob quota");
-	}
-	sqlite3_reset(st);
+	s = two_sums(db, SQL_ADDED, a, &u->user_added, &u->scope_added);
+	if (s == VS_DB_OK)
+		s = two_sums(db, SQL_USAGE, a, &u->user_used, &u->scope_used);
+	u->known = s == VS_DB_OK;
 	return s;
 }
 
@@ -532,30 +528,36 @@ read_usage(struct vs_db *db, const struct attach *a, struct usage *u)
  * reference of the user (an index-only scan of vs_idx_blob_refs_usage:
  * ~1.7 ms at 20,000 references, ~12 ms at 100,000), so attach() reads
  * them before it takes the write lock, where they would stall every
- * push. Under the lock, the user's counter in vs_blob_ref_versions
- * says whether they still hold: every upload that adds a reference of
- * the user raises it in its own transaction, and nothing else of ours
- * adds one. (Removing references, as deleting a user does, only makes
- * the early sums too high, never too low.) When it moved, or the early
- * read failed, the sums are read again here. The counter is soft state
- * (DATA.md 4.5): stale values after the reference server ran do not
- * matter, only a change between the two reads of one upload.
+ * push. Every upload that adds a reference also adds its size to its
+ * scope's row of vs_blob_ref_added, in the same transaction, and
+ * nothing else of ours adds references; so under the lock, what those
+ * rows grew by since the early read is exactly what was added
+ * meanwhile, a lookup of one row per vault of the user. (Removing
+ * references, as deleting a user does, only makes the sums too high,
+ * never too low.) The totals are soft state (DATA.md 4.5): stale after
+ * the reference server ran, which does not matter, as only their
+ * growth between the two reads of one upload is used. When the early
+ * read failed, the sums are read under the lock as before.
  */
 static enum vs_db_status
 quota_ok(struct vs_db *db, const struct vs_limits *lim,
 	 const struct attach *a, const struct usage *early, bool *ok)
 {
-	struct usage now = *early;
+	struct usage now;
 	enum vs_db_status s;
-	int64_t version;
 
 	*ok = false;
-	if ((s = read_version(db, a->user, &version)) != VS_DB_OK)
-		return s;
-	if (!early->known || version != early->version) {
-		if ((s = read_usage(db, a, &now)) != VS_DB_OK)
-			return s;
+	if (early->known) {
+		now = *early;
+		s = two_sums(db, SQL_ADDED, a, &now.user_added,
+			     &now.scope_added);
+		now.user_used += now.user_added - early->user_added;
+		now.scope_used += now.scope_added - early->scope_added;
+	} else {
+		s = read_usage(db, a, &now);
 	}
+	if (s != VS_DB_OK)
+		return s;
 	*ok = now.scope_used <= lim->max_vault_blob_bytes - a->size &&
 	      now.user_used <= lim->max_user_blob_bytes - a->size;
 	return VS_DB_OK;
@@ -748,12 +750,13 @@ write_rows(struct vs_db *db, const struct attach *a)
 	s = step_done(db, st, "blob ref write");
 	if (s != VS_DB_OK || a->had_ref)
 		return s;
-	/* A new reference: another upload's early quota sums are stale. */
-	if ((st = vs_db_stmt(db, SQL_REFS_BUMP)) == NULL)
+	/* A new reference: counted for other uploads' early sums. */
+	if ((st = vs_db_stmt(db, SQL_ADDED_GROW)) == NULL)
 		return VS_DB_ERROR;
-	if (sqlite3_bind_text(st, 1, a->user, -1, SQLITE_STATIC) != SQLITE_OK)
-		return vs_db_status_of(db, SQLITE_ERROR, "blob refs version bind");
-	return step_done(db, st, "blob refs version");
+	if (!bind_scope(st, a->user, a->vault, NULL) ||
+	    sqlite3_bind_int64(st, 3, a->size) != SQLITE_OK)
+		return vs_db_status_of(db, SQLITE_ERROR, "blob added bind");
+	return step_done(db, st, "blob added");
 }
 
 /*

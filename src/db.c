@@ -1061,13 +1061,15 @@ static const char *const own_objects[] = {
 	 * scan of small index entries instead of table rows. */
 	"CREATE INDEX IF NOT EXISTS vs_idx_blob_refs_usage"
 	" ON server_blob_refs(user_id, vault_id, size)",
-	/* A counter per user, raised by every upload that adds one of the
-	 * user's references (blobs.c): the quota sums are read before the
-	 * write lock, and an unchanged counter under it says they still
-	 * hold. Rows for users who never uploaded are simply absent. */
-	"CREATE TABLE IF NOT EXISTS vs_blob_ref_versions (\n"
-	"    user_id TEXT PRIMARY KEY,\n"
-	"    version INTEGER NOT NULL\n"
+	/* Bytes of the references our uploads added, per scope, only ever
+	 * growing (blobs.c): the quota sums are read before the write
+	 * lock, and under it what these totals grew by since is what was
+	 * added meanwhile. Scopes that never uploaded have no row. */
+	"CREATE TABLE IF NOT EXISTS vs_blob_ref_added (\n"
+	"    user_id TEXT NOT NULL,\n"
+	"    vault_id TEXT NOT NULL,\n"
+	"    bytes INTEGER NOT NULL,\n"
+	"    PRIMARY KEY (user_id, vault_id)\n"
 	")",
 };
 

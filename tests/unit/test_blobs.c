@@ -466,14 +466,19 @@ START_TEST(test_quota_sums_outside_the_write_lock)
 	upload_ok("tok-a3", 32);
 	ck_assert_int_eq(sums_outside, 3);
 	ck_assert_int_eq(sums_in_write, 0);
-	/* One counter step per new reference of the user. */
-	ck_assert_int_eq(count("SELECT version FROM vs_blob_ref_versions"
-			       " WHERE user_id = '" U_ALICE "'"), 3);
+	/* What the new references added, per scope, not the repeat. */
+	ck_assert_int_eq(count("SELECT bytes FROM vs_blob_ref_added"
+			       " WHERE user_id = '" U_ALICE "' AND vault_id = 'v1'"),
+			 5000);
+	ck_assert_int_eq(count("SELECT bytes FROM vs_blob_ref_added"
+			       " WHERE user_id = '" U_ALICE "' AND vault_id = 'v2'"),
+			 2500);
 	(void)sqlite3_trace_v2(app.db.h, 0, NULL, NULL);
 }
 END_TEST
 
 static int hook_runs;
+static const char *between_user, *between_token;
 
 /* Another upload of the same user, committed between the early sums
  * and the write lock of the upload that calls this. */
@@ -482,10 +487,10 @@ upload_in_between(struct vs_db *db, const char *user)
 {
 	ck_assert(!db->wlock.held);
 	ck_assert_int_eq(db->tx_depth, 0);
-	ck_assert_str_eq(user, U_ALICE);
+	ck_assert_str_eq(user, between_user);
 	vs_blobs_test_hook = NULL;	/* once */
 	hook_runs++;
-	upload_ok("tok-a3", 41);
+	upload_ok(between_token, 41 + (unsigned)hook_runs);
 }
 
 START_TEST(test_quota_sees_an_upload_between_its_reads)
@@ -499,17 +504,34 @@ START_TEST(test_quota_sees_an_upload_between_its_reads)
 	/* This upload's early sums say 5000, which would leave room; the
 	 * one in between brings her to 7500, which does not (v1 itself
 	 * would have room: 5000 of 6000). */
+	between_user = U_ALICE;
+	between_token = "tok-a3";
 	vs_blobs_test_hook = upload_in_between;
 	fill(content, sizeof(content), 44);
 	ck_assert_int_eq(upload_as("tok-a1", content, sizeof(content), 0, sha, &res), 413);
 	expect_error(&res, 413, "quota_exceeded", "blob quota exceeded");
 	vs_res_free(&res);
-	vs_blobs_test_hook = NULL;
 	ck_assert_int_eq(hook_runs, 1);
 	ck_assert_int_eq(count("SELECT COUNT(*) FROM server_blob_refs"
 			       " WHERE user_id = '" U_ALICE "'"), 3);
 	ck_assert_int_eq(count("SELECT COALESCE(SUM(size), 0) FROM server_blob_refs"
 			       " WHERE user_id = '" U_ALICE "'"), 7500);
+
+	/* The same in one vault: bob has 2500 of v1's 6000; the upload in
+	 * between brings v1 to 5000, so this one would pass his own total
+	 * (7500 of 9000) but not the vault's. */
+	upload_ok("tok-b1", 45);
+	between_user = U_BOB;
+	between_token = "tok-b1";
+	vs_blobs_test_hook = upload_in_between;
+	fill(content, sizeof(content), 46);
+	ck_assert_int_eq(upload_as("tok-b1", content, sizeof(content), 0, sha, &res), 413);
+	expect_error(&res, 413, "quota_exceeded", "blob quota exceeded");
+	vs_res_free(&res);
+	vs_blobs_test_hook = NULL;
+	ck_assert_int_eq(hook_runs, 2);
+	ck_assert_int_eq(count("SELECT COALESCE(SUM(size), 0) FROM server_blob_refs"
+			       " WHERE user_id = '" U_BOB "'"), 5000);
 }
 END_TEST
 
