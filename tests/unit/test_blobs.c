@@ -493,25 +493,37 @@ upload_in_between(struct vs_db *db, const char *user)
 	upload_ok(between_token, 41 + (unsigned)hook_runs);
 }
 
-START_TEST(test_quota_sees_an_upload_between_its_reads)
+/* token uploads new content while user's upload by between commits
+ * between its early quota sums and its write lock: refused. */
+static void
+refused_after_upload_between(const char *user, const char *between,
+			     const char *token, unsigned seed)
 {
 	char content[2500], sha[65];
 	struct vs_response res;
+	int runs = hook_runs;
 
-	/* alice: 2500 bytes in v1 and 2500 in v3, 5000 of her 9000 */
-	upload_ok("tok-a1", 42);
-	upload_ok("tok-a4", 43);
-	/* This upload's early sums say 5000, which would leave room; the
-	 * one in between brings her to 7500, which does not (v1 itself
-	 * would have room: 5000 of 6000). */
-	between_user = U_ALICE;
-	between_token = "tok-a3";
+	between_user = user;
+	between_token = between;
 	vs_blobs_test_hook = upload_in_between;
-	fill(content, sizeof(content), 44);
-	ck_assert_int_eq(upload_as("tok-a1", content, sizeof(content), 0, sha, &res), 413);
+	fill(content, sizeof(content), seed);
+	ck_assert_int_eq(upload_as(token, content, sizeof(content), 0, sha,
+				   &res), 413);
 	expect_error(&res, 413, "quota_exceeded", "blob quota exceeded");
 	vs_res_free(&res);
-	ck_assert_int_eq(hook_runs, 1);
+	vs_blobs_test_hook = NULL;
+	ck_assert_int_eq(hook_runs, runs + 1);
+}
+
+START_TEST(test_quota_sees_an_upload_between_its_reads)
+{
+	/* alice: 2500 bytes in v1 and 2500 in v3, 5000 of her 9000. The
+	 * early sums say 5000, which would leave room for 2500 more; the
+	 * upload in between (v2) brings her to 7500, which does not (v1
+	 * itself would have room: 5000 of 6000). */
+	upload_ok("tok-a1", 42);
+	upload_ok("tok-a4", 43);
+	refused_after_upload_between(U_ALICE, "tok-a3", "tok-a1", 44);
 	ck_assert_int_eq(count("SELECT COUNT(*) FROM server_blob_refs"
 			       " WHERE user_id = '" U_ALICE "'"), 3);
 	ck_assert_int_eq(count("SELECT COALESCE(SUM(size), 0) FROM server_blob_refs"
@@ -521,15 +533,7 @@ START_TEST(test_quota_sees_an_upload_between_its_reads)
 	 * between brings v1 to 5000, so this one would pass his own total
 	 * (7500 of 9000) but not the vault's. */
 	upload_ok("tok-b1", 45);
-	between_user = U_BOB;
-	between_token = "tok-b1";
-	vs_blobs_test_hook = upload_in_between;
-	fill(content, sizeof(content), 46);
-	ck_assert_int_eq(upload_as("tok-b1", content, sizeof(content), 0, sha, &res), 413);
-	expect_error(&res, 413, "quota_exceeded", "blob quota exceeded");
-	vs_res_free(&res);
-	vs_blobs_test_hook = NULL;
-	ck_assert_int_eq(hook_runs, 2);
+	refused_after_upload_between(U_BOB, "tok-b1", "tok-b1", 46);
 	ck_assert_int_eq(count("SELECT COALESCE(SUM(size), 0) FROM server_blob_refs"
 			       " WHERE user_id = '" U_BOB "'"), 5000);
 }
