@@ -69,10 +69,8 @@ static char read_buf[READ_CHUNK];
 static const char SQL_REF[] =
 	"SELECT size, last_accessed FROM server_blob_refs"
 	" WHERE user_id = ?1 AND vault_id = ?2 AND sha256 = ?3";
-/* Both quota sums in one pass over the user's references (the scope is
- * a subset). O(references): see the note at quota_ok. */
 /* What our uploads added, in the user's scopes and in this one: a few
- * rows, one per vault of the user. */
+ * rows, one per vault of the user (see the note at quota_ok). */
 static const char SQL_ADDED[] =
 	"SELECT COALESCE(SUM(bytes), 0),"
 	" COALESCE(SUM(CASE WHEN vault_id = ?2 THEN bytes ELSE 0 END), 0)"
@@ -81,6 +79,8 @@ static const char SQL_ADDED_GROW[] =
 	"INSERT INTO vs_blob_ref_added (user_id, vault_id, bytes)"
 	" VALUES (?1, ?2, ?3) ON CONFLICT (user_id, vault_id)"
 	" DO UPDATE SET bytes = bytes + excluded.bytes";
+/* Both quota sums in one pass over the user's references (the scope is
+ * a subset). O(references): see the note at quota_ok. */
 static const char SQL_USAGE[] =
 	"SELECT COALESCE(SUM(size), 0),"
 	" COALESCE(SUM(CASE WHEN vault_id = ?2 THEN size ELSE 0 END), 0)"
