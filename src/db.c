@@ -1061,6 +1061,12 @@ static const char *const own_objects[] = {
 	 * scan of small index entries instead of table rows. */
 	"CREATE INDEX IF NOT EXISTS vs_idx_blob_refs_usage"
 	" ON server_blob_refs(user_id, vault_id, size)",
+	/* Is a blob referenced by anyone (blobs.c vs_blob_in_use, gc.c)?
+	 * The reference's indexes all start with user_id, so without this
+	 * each answer was a scan of every reference, under the write lock:
+	 * 0.9 ms a blob at 100,000 references, 9 ms for one nobody has. */
+	"CREATE INDEX IF NOT EXISTS vs_idx_blob_refs_sha256"
+	" ON server_blob_refs(sha256)",
 	/* Bytes of the references our uploads added, per scope, only ever
 	 * growing (blobs.c): the quota sums are read before the write
 	 * lock, and under it what these totals grew by since is what was

@@ -446,7 +446,8 @@ START_TEST(test_fresh_schema_matches_reference)
 	ck_assert_int_eq(q_int(db.h, "SELECT count(*) FROM sqlite_master"
 		" WHERE name IN ('vs_rate_buckets', 'vs_one_time_secrets',"
 		" 'vs_leases', 'vs_idx_devices_token_hash',"
-		" 'vs_idx_rate_buckets_window_end', 'vs_blob_ref_added')"), 6);
+		" 'vs_idx_rate_buckets_window_end', 'vs_blob_ref_added',"
+		" 'vs_idx_blob_refs_sha256')"), 7);
 	ck_assert_int_eq(q_int(db.h, "SELECT count(*) FROM sqlite_master"
 		" WHERE name LIKE '%aside%'"), 0);
 	raw_close(ref);
